@@ -1,0 +1,71 @@
+"""agent-control-plane: safety and approval controls for AI agents.
+
+The control plane decides; the host's agents and tools execute. Everything importable from here is the public
+API; every other module is internal.
+"""
+
+from agent_control_plane.aio import AsyncControlPlaneFacade
+from agent_control_plane.clock import Clock, ManualClock, SystemClock
+from agent_control_plane.errors import (
+    AlreadySettledError,
+    ControlPlaneError,
+    EventLogError,
+    InvalidInputError,
+    NotFoundError,
+    PolicyError,
+    ProposalNotFoundError,
+    SchemaNotReadyError,
+    SessionNotFoundError,
+    SessionStateError,
+    StorageError,
+)
+from agent_control_plane.facade import ControlPlaneFacade
+from agent_control_plane.plane.events import BufferStats
+from agent_control_plane.plane.proposals import Outcome, Settlement
+from agent_control_plane.policy.engine import PolicyEngine, TierChoice
+from agent_control_plane.policy.model import Policy, load_policy
+from agent_control_plane.store.tables import ScopedModelRegistry
+from agent_control_plane.types.decisions import ActionTier, Decision, DecisionCode
+from agent_control_plane.types.events import EventFrame, EventKind, VerifyReport
+from agent_control_plane.types.sessions import BudgetSnapshot, KillScope, KillSwitchInfo, SessionInfo, SessionStatus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActionTier",
+    "AlreadySettledError",
+    "AsyncControlPlaneFacade",
+    "BudgetSnapshot",
+    "BufferStats",
+    "Clock",
+    "ControlPlaneError",
+    "ControlPlaneFacade",
+    "Decision",
+    "DecisionCode",
+    "EventFrame",
+    "EventKind",
+    "EventLogError",
+    "InvalidInputError",
+    "KillScope",
+    "KillSwitchInfo",
+    "ManualClock",
+    "NotFoundError",
+    "Outcome",
+    "Policy",
+    "PolicyEngine",
+    "PolicyError",
+    "ProposalNotFoundError",
+    "SchemaNotReadyError",
+    "ScopedModelRegistry",
+    "SessionInfo",
+    "SessionNotFoundError",
+    "SessionStateError",
+    "SessionStatus",
+    "Settlement",
+    "StorageError",
+    "SystemClock",
+    "TierChoice",
+    "VerifyReport",
+    "load_policy",
+    "__version__",
+]

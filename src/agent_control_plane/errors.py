@@ -1,0 +1,52 @@
+"""Typed errors. Every error says what was wrong and, where there is one, what to do about it."""
+
+from __future__ import annotations
+
+
+class ControlPlaneError(Exception):
+    """Base class of every error the control plane raises."""
+
+
+class InvalidInputError(ControlPlaneError, ValueError):
+    """An argument was refused before anything was written (bad cost, non-JSON payload, too large, …)."""
+
+
+class PolicyError(ControlPlaneError):
+    """A policy could not be read or did not validate. `errors` lists every problem found, not just the first."""
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        self.errors = list(errors or [])
+        detail = "".join(f"\n  - {e}" for e in self.errors)
+        super().__init__(f"{message}{detail}")
+
+
+class NotFoundError(ControlPlaneError, LookupError):
+    """A session, proposal or kill switch id that the database does not hold."""
+
+
+class SessionNotFoundError(NotFoundError):
+    """The session id is not known to this control plane."""
+
+
+class ProposalNotFoundError(NotFoundError):
+    """The proposal id is not known to this control plane."""
+
+
+class SessionStateError(ControlPlaneError):
+    """A session lifecycle change that its current status does not allow (e.g. resuming a completed session)."""
+
+
+class AlreadySettledError(ControlPlaneError):
+    """`settle` was called for a proposal that was already settled or was never allowed."""
+
+
+class StorageError(ControlPlaneError):
+    """The database failed or was unreachable; the operation did not take effect (nothing was executed)."""
+
+
+class SchemaNotReadyError(StorageError):
+    """The control plane's tables are missing or older than this version: run `cp.setup()` or `acp db upgrade`."""
+
+
+class EventLogError(ControlPlaneError):
+    """The event log holds something this version cannot read (e.g. an unknown event kind): refused, not skipped."""

@@ -1,0 +1,278 @@
+"""`ControlPlaneFacade`: the synchronous control plane.
+
+Every method validates its input in `ControlPlaneCore` and runs the resulting operation in one transaction.
+`AsyncControlPlaneFacade` (aio.py) runs the very same operations on an async engine.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from agent_control_plane.clock import Clock
+from agent_control_plane.plane.core import ControlPlaneCore
+from agent_control_plane.plane.events import BufferStats
+from agent_control_plane.plane.operation import Operation, failure
+from agent_control_plane.plane.proposals import Outcome, Settlement
+from agent_control_plane.policy.model import PolicySource
+from agent_control_plane.store.dialect import READ_ONLY, SqliteSync, StorageOptions, create_sync_engine
+from agent_control_plane.store.tables import ScopedModelRegistry
+from agent_control_plane.types.decisions import Decision
+from agent_control_plane.types.events import EventFrame, VerifyReport
+from agent_control_plane.types.sessions import (
+    BudgetSnapshot,
+    KillScope,
+    KillSwitchInfo,
+    SessionInfo,
+    SessionStatus,
+)
+from agent_control_plane.types.values import DEFAULT_MAX_PAYLOAD_BYTES
+
+T = TypeVar("T")
+Amount = Decimal | float | int | str
+
+
+class ControlPlaneFacade:
+    """The control plane, embedded: decide, reserve and record before every side effect.
+
+    Build it with `from_database_url(...)`, call `setup()` once, then `open_session` / `propose` / `settle`.
+    Safe to share between threads; each process opens its own (they coordinate through the database).
+    """
+
+    def __init__(self, engine: Engine, core: ControlPlaneCore) -> None:
+        self._engine = engine
+        self._core = core
+
+    @classmethod
+    def from_database_url(
+        cls,
+        database_url: str | URL = "sqlite:///./acp.db",
+        *,
+        policy: PolicySource | None = None,
+        clock: Clock | None = None,
+        table_prefix: str = "acp_",
+        schema: str | None = None,
+        registry: ScopedModelRegistry | None = None,
+        sqlite_synchronous: SqliteSync = "FULL",
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        event_buffer_capacity: int = 10_000,
+    ) -> Self:
+        """Connect to `database_url` (`sqlite:///path.db` or `postgresql://…`).
+
+        `policy` is a YAML/JSON path, a dict or a `Policy`; without one every action needs approval.
+        `registry` (or `table_prefix` / `schema`) names this control plane's tables. `clock` defaults to the
+        system clock; pass a `ManualClock` to simulate time.
+        """
+        core = ControlPlaneCore(
+            policy=policy,
+            clock=clock,
+            registry=registry or ScopedModelRegistry(table_prefix, schema),
+            max_payload_bytes=max_payload_bytes,
+            event_buffer_capacity=event_buffer_capacity,
+        )
+        return cls(create_sync_engine(database_url, StorageOptions(sqlite_synchronous=sqlite_synchronous)), core)
+
+    def _run(self, op: Operation[T]) -> T:
+        if not op.connection:
+            return op.fn(None)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self._engine.connect() as conn:
+                    if op.read_only:
+                        conn.execution_options(**{READ_ONLY: True})
+                    with conn.begin():
+                        return op.fn(conn)
+            except Exception as exc:
+                error = failure(op, exc, attempt)
+                if error is None:
+                    continue
+                if op.recover is not None:
+                    return op.recover(error)
+                raise error from exc
+
+    @property
+    def registry(self) -> ScopedModelRegistry:
+        """The tables this control plane uses."""
+        return self._core.tables
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    # schema -------------------------------------------------------------------------------------------------
+    def setup(self) -> str:
+        """Create or upgrade the schema to the newest revision (idempotent, safe from several processes)."""
+        return self._run(self._core.setup())
+
+    def schema_revision(self) -> str | None:
+        """The schema revision the database is at, or None before `setup()`."""
+        return self._run(self._core.schema_revision())
+
+    # sessions -----------------------------------------------------------------------------------------------
+    def open_session(
+        self,
+        name: str,
+        *,
+        agent_id: str | None = None,
+        max_cost: Amount | None = None,
+        max_action_count: int | None = None,
+        policy: PolicySource | None = None,
+    ) -> str:
+        """Open an active session and return its id.
+
+        The session keeps a snapshot of the policy (this control plane's, or `policy`) for its whole life;
+        `max_cost` and `max_action_count` bound what its allowed proposals may reserve (None: no limit).
+        """
+        return self._run(
+            self._core.open_session(
+                name, agent_id=agent_id, max_cost=max_cost, max_action_count=max_action_count, policy=policy
+            )
+        )
+
+    def pause_session(self, session_id: str, *, reason: str | None = None) -> SessionInfo:
+        """Stop a session taking proposals until `resume_session`."""
+        return self._run(self._core.change_status(session_id, SessionStatus.PAUSED, reason))
+
+    def resume_session(self, session_id: str, *, reason: str | None = None) -> SessionInfo:
+        """Let a paused session take proposals again."""
+        return self._run(self._core.change_status(session_id, SessionStatus.ACTIVE, reason))
+
+    def close_session(self, session_id: str, *, reason: str | None = None) -> SessionInfo:
+        """Complete a session; it takes no more proposals (open reservations can still be settled)."""
+        return self._run(self._core.change_status(session_id, SessionStatus.COMPLETED, reason))
+
+    def abort_session(self, session_id: str, *, reason: str) -> SessionInfo:
+        """End a session as aborted; it takes no more proposals."""
+        return self._run(self._core.change_status(session_id, SessionStatus.ABORTED, reason))
+
+    def get_session(self, session_id: str) -> SessionInfo:
+        """A session's status, budget and event count."""
+        return self._run(self._core.get_session(session_id))
+
+    def list_sessions(self, *, status: SessionStatus | str | None = None, limit: int | None = None) -> list[SessionInfo]:
+        """Sessions, oldest first, optionally only those with `status`."""
+        return self._run(self._core.list_sessions(status=status, limit=limit))
+
+    def get_remaining_budget(self, session_id: str) -> BudgetSnapshot:
+        """A session's limits, what is spent and reserved, and what remains (None: no limit)."""
+        return self._run(self._core.get_remaining_budget(session_id))
+
+    # the governed action ------------------------------------------------------------------------------------
+    def propose(
+        self,
+        session_id: str,
+        action: str,
+        *,
+        args: dict[str, Any] | None = None,
+        resource: str | None = None,
+        cost: Amount = 0,
+        agent_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Decision:
+        """Ask to perform `action`; execute it only if the returned `Decision.allowed` is True.
+
+        One transaction checks kill switches, the session's status, its policy tier and its budget, reserves
+        `cost` and one action when allowed, and records the decision in the session's log. With an
+        `idempotency_key`, a retry returns the first decision instead of reserving again.
+        """
+        return self._run(
+            self._core.propose(
+                session_id,
+                action,
+                args=args,
+                resource=resource,
+                cost=cost,
+                agent_id=agent_id,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def settle(
+        self,
+        proposal_id: str,
+        *,
+        actual_cost: Amount | None = None,
+        outcome: Outcome | str = Outcome.SUCCEEDED,
+        result: dict[str, Any] | None = None,
+    ) -> Settlement:
+        """Close an allowed proposal's reservation with what it really cost, once.
+
+        Without `actual_cost`, a success is charged its reservation and a failure nothing.
+        """
+        return self._run(self._core.settle(proposal_id, actual_cost=actual_cost, outcome=outcome, result=result))
+
+    # kill switches ------------------------------------------------------------------------------------------
+    def kill_system(self, *, reason: str, by: str | None = None) -> KillSwitchInfo:
+        """Deny every proposal in every session, in every process, until released."""
+        return self._run(self._core.engage_kill(KillScope.SYSTEM, None, reason=reason, by=by))
+
+    def kill_session(self, session_id: str, *, reason: str, by: str | None = None) -> KillSwitchInfo:
+        """Deny every proposal of one session until released."""
+        return self._run(self._core.engage_kill(KillScope.SESSION, session_id, reason=reason, by=by))
+
+    def kill_agent(self, agent_id: str, *, reason: str, by: str | None = None) -> KillSwitchInfo:
+        """Deny every proposal made by `agent_id`, in any session, until released."""
+        return self._run(self._core.engage_kill(KillScope.AGENT, agent_id, reason=reason, by=by))
+
+    def release_kill(
+        self, scope: KillScope | str, target: str | None = None, *, reason: str, by: str | None = None
+    ) -> KillSwitchInfo:
+        """Release an engaged kill switch (`scope` system, session or agent; `target` the session or agent id)."""
+        return self._run(self._core.release_kill(scope, target, reason=reason, by=by))
+
+    def list_kills(self, *, engaged_only: bool = True) -> list[KillSwitchInfo]:
+        """Kill switches, oldest first; with `engaged_only=False` released ones too."""
+        return self._run(self._core.list_kills(engaged_only=engaged_only))
+
+    # events -------------------------------------------------------------------------------------------------
+    def emit(
+        self, session_id: str, kind: str, payload: dict[str, Any] | None = None, *, state_bearing: bool = True
+    ) -> int | None:
+        """Append a host event to a session's log.
+
+        `state_bearing=True`: written before returning (its seq is returned); a failure raises, so the caller
+        never proceeds on an unrecorded state change. `state_bearing=False`: buffered and written in batches,
+        best effort (returns None); see `event_buffer_stats()`.
+        """
+        return self._run(self._core.emit(session_id, kind, payload, state_bearing=state_bearing))
+
+    def flush_events(self) -> int:
+        """Write buffered best-effort events now; returns how many were written. Raises if the write fails."""
+        written: int = self._run(self._core.flush(raise_errors=True))
+        return written
+
+    def event_buffer_stats(self) -> BufferStats:
+        """How many best-effort events wait in the buffer and how many were dropped."""
+        return self._core.buffer_stats()
+
+    def replay(self, session_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[EventFrame]:
+        """A session's events in seq order, starting after `after_seq`, at most `limit` of them."""
+        return self._run(self._core.replay(session_id, after_seq=after_seq, limit=limit))
+
+    def verify(self, session_id: str) -> VerifyReport:
+        """Recompute a session's hash chain; reports the first event that was edited, deleted or moved."""
+        return self._run(self._core.verify(session_id))
+
+    def verify_all(self) -> list[VerifyReport]:
+        """`verify` for every session and for the control stream."""
+        return self._run(self._core.verify_all())
+
+    # lifetime -----------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Write buffered events (best effort) and release the database connections."""
+        self._run(self._core.flush(raise_errors=False))
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

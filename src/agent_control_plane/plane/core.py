@@ -1,0 +1,284 @@
+"""`ControlPlaneCore`: validates every request and turns it into an `Operation` both facades run.
+
+All input checking, defaults and composition live here once. The sync facade runs the returned operation in
+`engine.begin()`, the async facade through `AsyncConnection.run_sync`; neither holds any logic of its own.
+"""
+
+from __future__ import annotations
+
+import getpass
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from agent_control_plane.clock import Clock, SystemClock
+from agent_control_plane.errors import ControlPlaneError, InvalidInputError
+from agent_control_plane.plane import events, killswitch, proposals, sessions
+from agent_control_plane.plane.context import PlaneContext
+from agent_control_plane.plane.events import BufferStats, EventBuffer, PendingEvent
+from agent_control_plane.plane.operation import Operation
+from agent_control_plane.plane.proposals import Outcome, ProposalRequest, Settlement
+from agent_control_plane.policy.engine import PolicyEngine
+from agent_control_plane.policy.model import PolicySource
+from agent_control_plane.store import migrate
+from agent_control_plane.store.tables import ScopedModelRegistry
+from agent_control_plane.types.decisions import Decision
+from agent_control_plane.types.events import EventFrame, VerifyReport
+from agent_control_plane.types.sessions import (
+    BudgetSnapshot,
+    KillScope,
+    KillSwitchInfo,
+    SessionInfo,
+    SessionStatus,
+)
+from agent_control_plane.types.values import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    to_count,
+    to_money,
+    to_name,
+    to_payload,
+)
+
+DEFAULT_POLICY: dict[str, Any] = {"default_tier": "always_approve", "actions": {}}
+"""With no policy given, every action needs approval: nothing runs until someone writes a policy."""
+
+
+def _operator(by: str | None) -> str:
+    if by is not None:
+        return to_name(by, "by")
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _reason(reason: object) -> str:
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidInputError("a reason is required: say why, for whoever reads the log later")
+    if len(reason) > 2000:
+        raise InvalidInputError("reason must be at most 2000 characters")
+    return reason
+
+
+def _optional_name(value: object, what: str) -> str | None:
+    return None if value is None else to_name(value, what)
+
+
+class ControlPlaneCore:
+    """Request validation and operation building, shared by `ControlPlaneFacade` and `AsyncControlPlaneFacade`."""
+
+    def __init__(
+        self,
+        *,
+        policy: PolicySource | None = None,
+        clock: Clock | None = None,
+        registry: ScopedModelRegistry | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        event_buffer_capacity: int = 10_000,
+    ) -> None:
+        engine = PolicyEngine(DEFAULT_POLICY if policy is None else policy)
+        self.ctx = PlaneContext(
+            registry or ScopedModelRegistry(), clock or SystemClock(), engine, max_payload_bytes=max_payload_bytes
+        )
+        self.buffer = EventBuffer(capacity=event_buffer_capacity)
+
+    @property
+    def tables(self) -> ScopedModelRegistry:
+        return self.ctx.tables
+
+    # schema -------------------------------------------------------------------------------------------------
+    def setup(self) -> Operation[str]:
+        return Operation("setup", partial(migrate.upgrade, registry=self.tables))
+
+    def schema_revision(self) -> Operation[str | None]:
+        return Operation("schema_revision", partial(migrate.current_revision, registry=self.tables), read_only=True)
+
+    # sessions -----------------------------------------------------------------------------------------------
+    def open_session(
+        self,
+        name: str,
+        *,
+        agent_id: str | None,
+        max_cost: Decimal | float | int | str | None,
+        max_action_count: int | None,
+        policy: PolicySource | None,
+    ) -> Operation[str]:
+        engine = self.ctx.policy if policy is None else PolicyEngine(policy)
+        fn = partial(
+            sessions.open_session,
+            ctx=self.ctx,
+            name=to_name(name, "session name"),
+            agent_id=_optional_name(agent_id, "agent_id"),
+            max_cost=to_money(max_cost, "max_cost", allow_none=True),
+            max_action_count=to_count(max_action_count, "max_action_count"),
+            policy=engine,
+        )
+        return Operation("open_session", fn)
+
+    def change_status(self, session_id: str, target: SessionStatus, reason: str | None) -> Operation[SessionInfo]:
+        if reason is not None:
+            reason = _reason(reason)
+        fn = partial(sessions.change_status, ctx=self.ctx, session_id=session_id, target=target, reason=reason)
+        return Operation(f"{target.value} session", fn)
+
+    def get_session(self, session_id: str) -> Operation[SessionInfo]:
+        fn = partial(sessions.get_session, ctx=self.ctx, session_id=session_id)
+        return Operation("get_session", fn, read_only=True)
+
+    def get_remaining_budget(self, session_id: str) -> Operation[BudgetSnapshot]:
+        def fn(conn: Any) -> BudgetSnapshot:
+            return sessions.get_session(conn, self.ctx, session_id).budget
+
+        return Operation("get_remaining_budget", fn, read_only=True)
+
+    def list_sessions(
+        self, *, status: SessionStatus | str | None, limit: int | None
+    ) -> Operation[list[SessionInfo]]:
+        wanted = None if status is None else SessionStatus(status)
+        fn = partial(sessions.list_sessions, ctx=self.ctx, status=wanted, limit=to_count(limit, "limit"))
+        return Operation("list_sessions", fn, read_only=True)
+
+    # the governed action ------------------------------------------------------------------------------------
+    def propose(
+        self,
+        session_id: str,
+        action: str,
+        *,
+        args: dict[str, Any] | None,
+        resource: str | None,
+        cost: Decimal | float | int | str,
+        agent_id: str | None,
+        idempotency_key: str | None,
+    ) -> Operation[Decision]:
+        args_value, args_text = to_payload(args, "args", max_bytes=self.ctx.max_payload_bytes)
+        request = ProposalRequest(
+            session_id=to_name(session_id, "session_id"),
+            action=to_name(action, "action"),
+            args=args_value,
+            args_text=args_text,
+            resource=None if resource is None else to_name(resource, "resource", max_length=500),
+            cost=to_money(cost, "cost") or Decimal(0),
+            agent_id=_optional_name(agent_id, "agent_id"),
+            idempotency_key=_optional_name(idempotency_key, "idempotency_key"),
+        )
+        return Operation("propose", partial(proposals.propose, ctx=self.ctx, req=request))
+
+    def settle(
+        self,
+        proposal_id: str,
+        *,
+        actual_cost: Decimal | float | int | str | None,
+        outcome: Outcome | str,
+        result: dict[str, Any] | None,
+    ) -> Operation[Settlement]:
+        try:
+            ended = Outcome(outcome)
+        except ValueError:
+            raise InvalidInputError(
+                f"outcome {outcome!r} is not one of {', '.join(o.value for o in Outcome)}"
+            ) from None
+        result_value, result_text = to_payload(result, "result", max_bytes=self.ctx.max_payload_bytes)
+        fn = partial(
+            proposals.settle,
+            ctx=self.ctx,
+            proposal_id=to_name(proposal_id, "proposal_id"),
+            outcome=ended,
+            actual_cost=to_money(actual_cost, "actual_cost", allow_none=True),
+            result=result_value,
+            result_text=result_text,
+        )
+        return Operation("settle", fn)
+
+    # kill switches ------------------------------------------------------------------------------------------
+    def engage_kill(
+        self, scope: KillScope | str, target: str | None, *, reason: str, by: str | None
+    ) -> Operation[KillSwitchInfo]:
+        kill_scope, kill_target = self._kill_target(scope, target)
+        fn = partial(
+            killswitch.engage, ctx=self.ctx, scope=kill_scope, target=kill_target, reason=_reason(reason),
+            by=_operator(by),
+        )
+        return Operation(f"kill {kill_scope.value}", fn)
+
+    def release_kill(
+        self, scope: KillScope | str, target: str | None, *, reason: str, by: str | None
+    ) -> Operation[KillSwitchInfo]:
+        kill_scope, kill_target = self._kill_target(scope, target)
+        fn = partial(
+            killswitch.release, ctx=self.ctx, scope=kill_scope, target=kill_target, reason=_reason(reason),
+            by=_operator(by),
+        )
+        return Operation(f"release {kill_scope.value} kill", fn)
+
+    def list_kills(self, *, engaged_only: bool) -> Operation[list[KillSwitchInfo]]:
+        fn = partial(killswitch.list_kills, ctx=self.ctx, engaged_only=engaged_only)
+        return Operation("list_kills", fn, read_only=True)
+
+    @staticmethod
+    def _kill_target(scope: KillScope | str, target: str | None) -> tuple[KillScope, str | None]:
+        try:
+            kill_scope = KillScope(scope)
+        except ValueError:
+            raise InvalidInputError(
+                f"kill scope {scope!r} is not one of {', '.join(s.value for s in KillScope)}"
+            ) from None
+        if kill_scope is KillScope.SYSTEM:
+            if target is not None:
+                raise InvalidInputError("a system kill switch takes no target")
+            return kill_scope, None
+        if target is None:
+            raise InvalidInputError(f"a {kill_scope.value} kill switch needs the {kill_scope.value} id as target")
+        return kill_scope, to_name(target, f"{kill_scope.value} id")
+
+    # events -------------------------------------------------------------------------------------------------
+    def emit(
+        self, session_id: str, kind: str, payload: dict[str, Any] | None, *, state_bearing: bool
+    ) -> Operation[int | None]:
+        _, text = to_payload(payload, "payload", max_bytes=self.ctx.max_payload_bytes)
+        event = PendingEvent(
+            to_name(session_id, "session_id"), events.check_host_kind(kind), text, self.ctx.now_micros()
+        )
+        if state_bearing:
+            return Operation("emit", partial(events.emit_state_bearing, ctx=self.ctx, event=event))
+        if self.buffer.add(event):
+            return self.flush(raise_errors=False)
+        return Operation("emit", lambda _conn: None, connection=False)
+
+    def flush(self, *, raise_errors: bool) -> Operation[Any]:
+        """Write the buffered best-effort events. On failure they go back into the buffer."""
+        batch = self.buffer.take()
+        if not batch:
+            return Operation("flush_events", lambda _conn: 0, connection=False)
+
+        def fn(conn: Any) -> int:
+            orphans = events.write(conn, self.ctx, batch)
+            self.buffer.drop(len(orphans))
+            return len(batch) - len(orphans)
+
+        def recover(error: ControlPlaneError) -> int | None:
+            self.buffer.put_back(batch)
+            if raise_errors:
+                raise error
+            return None
+
+        return Operation("flush_events", fn, recover=recover)
+
+    def buffer_stats(self) -> BufferStats:
+        return self.buffer.stats()
+
+    def replay(self, session_id: str, *, after_seq: int, limit: int | None) -> Operation[list[EventFrame]]:
+        fn = partial(
+            events.replay,
+            ctx=self.ctx,
+            session_id=session_id,
+            after_seq=to_count(after_seq, "after_seq") or 0,
+            limit=to_count(limit, "limit"),
+        )
+        return Operation("replay", fn, read_only=True)
+
+    def verify(self, session_id: str) -> Operation[VerifyReport]:
+        return Operation("verify", partial(events.verify, ctx=self.ctx, session_id=session_id), read_only=True)
+
+    def verify_all(self) -> Operation[list[VerifyReport]]:
+        return Operation("verify_all", partial(events.verify_all, ctx=self.ctx), read_only=True)
+

@@ -1,0 +1,233 @@
+"""Propose and settle: the governed action, composed from the pure policy decision and atomic store operations.
+
+Everything here runs inside the caller's transaction, so the decision, the reservation, the proposal row and its
+hash-chained event commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from agent_control_plane.errors import AlreadySettledError, ProposalNotFoundError
+from agent_control_plane.plane.context import PlaneContext
+from agent_control_plane.policy.engine import TierChoice
+from agent_control_plane.store import eventlog, kills, proposals, sessions
+from agent_control_plane.store.dialect import RetryTransaction
+from agent_control_plane.store.eventlog import Head
+from agent_control_plane.types.decisions import ActionTier, Decision, DecisionCode
+from agent_control_plane.types.events import EventKind
+from agent_control_plane.types.sessions import SessionStatus
+from agent_control_plane.types.values import canonical_json
+
+
+class Outcome(StrEnum):
+    """How an allowed action ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalRequest:
+    session_id: str
+    action: str
+    args: dict[str, Any]
+    args_text: str
+    resource: str | None
+    cost: Decimal
+    agent_id: str | None
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The closed reservation of an allowed proposal."""
+
+    proposal_id: str
+    session_id: str
+    outcome: Outcome
+    reserved_cost: Decimal
+    actual_cost: Decimal
+
+    @property
+    def overrun(self) -> Decimal:
+        """How much the actual cost exceeded the reservation (0 when it did not)."""
+        return max(self.actual_cost - self.reserved_cost, Decimal(0))
+
+
+def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decision:
+    t = ctx.tables
+    if req.idempotency_key is not None:
+        earlier = proposals.find_by_key(conn, t, req.session_id, req.idempotency_key)
+        if earlier is not None:
+            return _decision_from_row(earlier, replayed=True)
+    choice = ctx.policy_for_session(conn, req.session_id).tier_for(req.action)
+    at = ctx.now_micros()
+    proposal_id = str(uuid.uuid4())
+    reserved = sessions.reserve(conn, t, req.session_id, req.agent_id, req.cost, at) if choice.tier.executes else None
+    if reserved is not None:
+        head, session_agent = reserved
+        decision = Decision.allow(
+            choice.tier, choice.describe(req.action), proposal_id=proposal_id, session_id=req.session_id,
+            rule=choice.rule,
+        )
+    else:
+        head, session_agent, decision = _refuse(conn, ctx, req, choice, proposal_id, at)
+    agent_id = req.agent_id or session_agent
+    row = {
+        "id": proposal_id,
+        "session_id": req.session_id,
+        "agent_id": agent_id,
+        "action": req.action,
+        "resource": req.resource,
+        "args": req.args_text,
+        "cost": req.cost,
+        "tier": decision.tier.value,
+        "allowed": decision.allowed,
+        "code": decision.code.value,
+        "reason": decision.reason,
+        "rule": decision.rule,
+        "status": "reserved" if decision.allowed else "denied",
+        "idempotency_key": req.idempotency_key,
+        "created_at": at,
+    }
+    try:
+        proposals.insert(conn, t, row)
+    except IntegrityError:
+        if req.idempotency_key is None:
+            raise
+        # Another transaction committed the same idempotency key after our lookup: start over and return its
+        # decision instead of reserving twice.
+        raise RetryTransaction from None
+    payload = {
+        "proposal_id": proposal_id,
+        "action": req.action,
+        "args": req.args,
+        "resource": req.resource,
+        "cost": str(req.cost),
+        "agent_id": agent_id,
+        "tier": decision.tier.value,
+        "allowed": decision.allowed,
+        "code": decision.code.value,
+        "reason": decision.reason,
+        "rule": decision.rule,
+        "idempotency_key": req.idempotency_key,
+    }
+    eventlog.append(conn, t, req.session_id, head, [(EventKind.PROPOSAL_DECIDED, canonical_json(payload), at)])
+    return decision
+
+
+def _refuse(
+    conn: Connection, ctx: PlaneContext, req: ProposalRequest, choice: TierChoice, proposal_id: str, at: int
+) -> tuple[Head, str | None, Decision]:
+    """Why the proposal may not run: read under the stream lock, most urgent cause first."""
+    state = sessions.claim(conn, ctx.tables, req.session_id, 1, at)
+    assert state is not None  # the policy lookup already proved the session exists, and sessions are never deleted
+    head = Head(state["last_seq"], state["last_hash"])
+
+    def deny(reason: str, code: DecisionCode) -> tuple[Head, str | None, Decision]:
+        return head, state["agent_id"], Decision.deny(
+            choice.tier, reason, code, proposal_id=proposal_id, session_id=req.session_id, rule=choice.rule
+        )
+
+    covering = kills.engaged_covering(conn, ctx.tables, req.session_id, [req.agent_id, state["agent_id"]])
+    if covering:
+        return deny(f"denied: {ctx.kill_info(covering[0]).describe()}", DecisionCode.KILLED)
+    if state["status"] != SessionStatus.ACTIVE.value:
+        return deny(
+            f"denied: session {req.session_id} is {state['status']}, so it takes no proposals",
+            DecisionCode.SESSION_NOT_ACTIVE,
+        )
+    described = choice.describe(req.action)
+    if choice.tier is ActionTier.BLOCKED:
+        return deny(f"denied: {described}", DecisionCode.POLICY_BLOCKED)
+    if choice.tier is ActionTier.ALWAYS_APPROVE:
+        return deny(f"needs approval: {described}", DecisionCode.APPROVAL_REQUIRED)
+    if choice.tier is ActionTier.STEER:
+        return deny(f"steered: {described}; re-plan with another action", DecisionCode.STEERED)
+    max_cost, max_count = state["max_cost"], state["max_action_count"]
+    committed = state["spent_cost"] + state["reserved_cost"]
+    if max_cost is not None and committed + req.cost > max_cost:
+        return deny(
+            f"denied: cost budget exceeded: {req.cost} requested, {max(max_cost - committed, Decimal(0))} "
+            f"of {max_cost} left ({state['spent_cost']} spent, {state['reserved_cost']} reserved)",
+            DecisionCode.COST_BUDGET_EXCEEDED,
+        )
+    if max_count is not None and state["action_count"] >= max_count:
+        return deny(
+            f"denied: action budget exhausted: {state['action_count']} of {max_count} actions used",
+            DecisionCode.ACTION_COUNT_EXCEEDED,
+        )
+    # The conditional reservation failed, yet under the lock the session has room: a concurrent settle or kill
+    # release changed it between the two statements. Decide again from the start rather than refuse wrongly.
+    raise RetryTransaction
+
+
+def _decision_from_row(row: Mapping[str, Any], *, replayed: bool) -> Decision:
+    return Decision(
+        tier=ActionTier(row["tier"]),
+        allowed=bool(row["allowed"]),
+        reason=row["reason"],
+        code=DecisionCode(row["code"]),
+        proposal_id=row["id"],
+        session_id=row["session_id"],
+        rule=row["rule"],
+        replayed=replayed,
+    )
+
+
+def settle(
+    conn: Connection,
+    ctx: PlaneContext,
+    proposal_id: str,
+    outcome: Outcome,
+    actual_cost: Decimal | None,
+    result: dict[str, Any],
+    result_text: str,
+) -> Settlement:
+    t = ctx.tables
+    at = ctx.now_micros()
+    # UPDATE … WHERE status = 'reserved' matches once, so two settles of one proposal cannot both charge the
+    # budget. Without an actual cost, a success is charged what it reserved and a failure nothing.
+    closed = proposals.mark_settled(
+        conn,
+        t,
+        proposal_id,
+        status=outcome.value,
+        actual_cost=actual_cost,
+        charge_reserved=outcome is Outcome.SUCCEEDED,
+        result=result_text,
+        at=at,
+    )
+    if closed is None:
+        existing = proposals.get(conn, t, proposal_id)
+        if existing is None:
+            raise ProposalNotFoundError(f"unknown proposal id {proposal_id!r}: nothing to settle")
+        if existing["status"] == "denied":
+            raise AlreadySettledError(
+                f"proposal {proposal_id} was denied ({existing['reason']}); there is no reservation to settle"
+            )
+        raise AlreadySettledError(f"proposal {proposal_id} is already settled ({existing['status']})")
+    reserved: Decimal = closed["cost"]
+    actual_cost = closed["actual_cost"]
+    head = sessions.settle_budget(conn, t, closed["session_id"], reserved, actual_cost, at)
+    payload = {
+        "proposal_id": proposal_id,
+        "action": closed["action"],
+        "agent_id": closed["agent_id"],
+        "outcome": outcome.value,
+        "reserved_cost": str(reserved),
+        "actual_cost": str(actual_cost),
+        "result": result,
+    }
+    eventlog.append(conn, t, closed["session_id"], head, [(EventKind.PROPOSAL_SETTLED, canonical_json(payload), at)])
+    return Settlement(proposal_id, closed["session_id"], outcome, reserved, actual_cost)
+

@@ -1,0 +1,137 @@
+"""The policy file: its pydantic model, and loading it from YAML, JSON, a dict or a `Policy`.
+
+The smallest valid policy::
+
+    default_tier: always_approve        # unknown actions need a human (the fail-closed default)
+    actions:
+      "read_*": unrestricted            # glob patterns on the action name; the most specific match wins
+      "delete_*": blocked
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agent_control_plane.errors import PolicyError
+from agent_control_plane.types.decisions import ActionTier
+
+
+class Policy(BaseModel):
+    """A governance policy. Immutable; a session keeps the snapshot it was opened with."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    default_tier: ActionTier = Field(
+        ActionTier.ALWAYS_APPROVE,
+        description="Tier for actions no pattern matches. Defaults to always_approve, so unknown actions fail closed.",
+    )
+    actions: dict[str, ActionTier] = Field(
+        default_factory=dict,
+        description="Action-name glob pattern (*, ?, [abc]) → tier. An exact name beats any glob; among globs the "
+        "one with more literal characters wins.",
+    )
+
+    @field_validator("actions")
+    @classmethod
+    def _patterns_are_names(cls, value: dict[str, ActionTier]) -> dict[str, ActionTier]:
+        for pattern in value:
+            if not pattern or pattern.strip() != pattern:
+                raise ValueError(f"action pattern {pattern!r} must be non-empty without surrounding spaces")
+        return value
+
+    def canonical(self) -> str:
+        """Canonical JSON of this policy; its sha256 is the snapshot's identity."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.canonical().encode()).hexdigest()
+
+
+PolicySource = Policy | Mapping[str, Any] | str | Path
+
+
+def load_policy(source: PolicySource) -> Policy:
+    """Read a policy from a `Policy`, a dict, or a YAML/JSON file path. Raises `PolicyError` listing every problem."""
+    if isinstance(source, Policy):
+        return source
+    if isinstance(source, Mapping):
+        return _validate(dict(source), origin="policy", lines={})
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy file {str(path)!r}: {exc.strerror or exc}") from None
+    return parse_policy_text(text, origin=str(path))
+
+
+def parse_policy_text(text: str, *, origin: str = "policy") -> Policy:
+    """Parse YAML (JSON is YAML too) and validate it, naming the line of each problem."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise PolicyError(f"{origin}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise PolicyError(f"{origin}: a policy must be a mapping (keys such as default_tier, actions)")
+    return _validate(data, origin=origin, lines=_line_index(node))
+
+
+def _validate(data: dict[str, Any], *, origin: str, lines: dict[tuple[str, ...], int]) -> Policy:
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(str(part) for part in error["loc"])
+            line = _nearest_line(lines, loc)
+            where = f"line {line}: " if line else ""
+            path = ".".join(loc) or "(top level)"
+            problems.append(f"{where}{path}: {_explain(error)}")
+        raise PolicyError(f"{origin}: invalid policy ({len(problems)} problem(s))", problems) from None
+
+
+def _explain(error: Any) -> str:
+    if error["type"] == "enum":
+        allowed = ", ".join(tier.value for tier in ActionTier)
+        return f"unknown tier {error['input']!r} (expected one of {allowed})"
+    if error["type"] == "extra_forbidden":
+        return "unknown key (expected default_tier, actions)"
+    return str(error["msg"])
+
+
+def _line_index(node: yaml.Node | None) -> dict[tuple[str, ...], int]:
+    """Map each key path of a YAML document to its 1-based line, so errors can point at the file."""
+    index: dict[tuple[str, ...], int] = {}
+
+    def walk(current: yaml.Node, path: tuple[str, ...]) -> None:
+        index.setdefault(path, current.start_mark.line + 1)
+        if isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                child = (*path, str(key.value))
+                index[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(current, yaml.SequenceNode):
+            for position, item in enumerate(current.value):
+                walk(item, (*path, str(position)))
+
+    if node is not None:
+        walk(node, ())
+    return index
+
+
+def _nearest_line(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None

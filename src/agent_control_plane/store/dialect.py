@@ -1,0 +1,150 @@
+"""Everything that differs between SQLite and PostgreSQL, in one place.
+
+- URLs: `sqlite:///f.db` and `postgresql://…` get the drivers this package ships with (pysqlite / aiosqlite,
+  psycopg / asyncpg).
+- SQLite: WAL journal, a busy timeout, and `BEGIN IMMEDIATE` for writing transactions: a transaction that will
+  write takes the database write lock when it starts instead of failing with "database is locked" when it first
+  writes after another process did. Read-only work uses a plain deferred `BEGIN`.
+- PostgreSQL: READ COMMITTED with row locks taken by the conditional UPDATEs (see statements.py); an advisory lock
+  serialises concurrent schema upgrades.
+- Driver exceptions become `StorageError` / `SchemaNotReadyError` here, so callers never see a driver's type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from agent_control_plane.errors import ControlPlaneError, SchemaNotReadyError, StorageError
+
+READ_ONLY = "acp_read_only"
+"""Execution option: this connection only reads, so SQLite may use a deferred BEGIN."""
+
+SqliteSync = Literal["FULL", "NORMAL", "OFF", "EXTRA"]
+
+
+@dataclass(frozen=True, slots=True)
+class StorageOptions:
+    """How the engine talks to its database."""
+
+    sqlite_synchronous: SqliteSync = "FULL"
+    busy_timeout_ms: int = 30_000
+    pool_size: int = 5
+
+
+class RetryTransaction(Exception):  # noqa: N818 - a signal, not an error a caller sees
+    """Raised inside an operation when its transaction lost a race and should run again from the start."""
+
+
+_SYNC_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+
+
+def normalize_url(url: str | URL, *, asynchronous: bool) -> URL:
+    """Give a bare `sqlite://` or `postgresql://` URL the driver this package uses; keep explicit drivers."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(
+            f"cannot parse database URL {str(url)!r} "
+            "(expected e.g. sqlite:///./acp.db or postgresql://user@host:5432/dbname)"
+        ) from None
+    table = _ASYNC_DRIVERS if asynchronous else _SYNC_DRIVERS
+    name = parsed.drivername
+    if name in table:
+        return parsed.set(drivername=table[name])
+    if asynchronous and name in ("sqlite+pysqlite", "postgresql+psycopg2"):
+        raise StorageError(f"{name} is a synchronous driver; use sqlite+aiosqlite or postgresql+asyncpg")
+    return parsed
+
+
+def _install_hooks(engine: Engine, options: StorageOptions) -> None:
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below decide how each transaction starts.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={options.sqlite_synchronous}")
+        cursor.execute(f"PRAGMA busy_timeout={int(options.busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def create_sync_engine(url: str | URL, options: StorageOptions) -> Engine:
+    target = normalize_url(url, asynchronous=False)
+    try:
+        engine = create_engine(target, **_engine_kwargs(target, options))
+    except (ArgumentError, ImportError) as exc:
+        raise StorageError(f"cannot create a database engine for {target.render_as_string()}: {exc}") from None
+    _install_hooks(engine, options)
+    return engine
+
+
+def create_asynchronous_engine(url: str | URL, options: StorageOptions) -> AsyncEngine:
+    target = normalize_url(url, asynchronous=True)
+    try:
+        engine = create_async_engine(target, **_engine_kwargs(target, options))
+    except (ArgumentError, ImportError) as exc:
+        raise StorageError(f"cannot create a database engine for {target.render_as_string()}: {exc}") from None
+    _install_hooks(engine.sync_engine, options)
+    return engine
+
+
+def _engine_kwargs(url: URL, options: StorageOptions) -> dict[str, Any]:
+    if url.get_backend_name() == "sqlite":
+        return {}
+    return {"pool_size": options.pool_size, "pool_pre_ping": True}
+
+
+def lock_for_migration(conn: Connection) -> None:
+    """Serialise concurrent `setup()` calls from several processes on PostgreSQL (SQLite's write lock does it)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(7210411907)"))
+
+
+def ensure_schema(conn: Connection, schema: str | None) -> None:
+    if schema is not None and conn.dialect.name == "postgresql":
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+
+
+_MISSING_TABLE = ("no such table", "undefinedtable", "does not exist")
+_RETRYABLE_PGCODES = {"40001", "40P01"}  # serialization failure, deadlock detected
+
+
+def is_retryable(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code in _RETRYABLE_PGCODES
+
+
+def translate(exc: SQLAlchemyError, operation: str) -> ControlPlaneError:
+    """A driver/SQLAlchemy failure as the control plane's own error, naming the operation and the cause."""
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    lowered = f"{type(getattr(exc, 'orig', exc)).__name__} {detail}".lower()
+    if any(marker in lowered for marker in _MISSING_TABLE) and ("table" in lowered or "relation" in lowered):
+        return SchemaNotReadyError(
+            f"{operation} failed: the control plane's tables are missing ({detail}); "
+            "run cp.setup() or `acp db upgrade` first"
+        )
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return StorageError(f"{operation} failed: lost the database connection ({detail}); nothing was executed")
+    return StorageError(f"{operation} failed: database error: {detail}; nothing was executed")

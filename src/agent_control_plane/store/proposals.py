@@ -1,0 +1,57 @@
+"""Proposal rows: the record of every decision, and the reservation an allowed one holds until settled."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from agent_control_plane.store.tables import ScopedModelRegistry
+
+ProposalRow = Mapping[str, Any]
+
+
+def insert(conn: Connection, t: ScopedModelRegistry, row: dict[str, Any]) -> None:
+    conn.execute(t.statements.insert_proposal, row)
+
+
+def find_by_key(conn: Connection, t: ScopedModelRegistry, session_id: str, key: str) -> ProposalRow | None:
+    row = conn.execute(t.statements.proposal_by_key, {"p_sid": session_id, "p_key": key}).first()
+    return None if row is None else row._mapping
+
+
+def get(conn: Connection, t: ScopedModelRegistry, proposal_id: str) -> ProposalRow | None:
+    p = t.proposals
+    row = conn.execute(select(p).where(p.c.id == proposal_id)).first()
+    return None if row is None else row._mapping
+
+
+def mark_settled(
+    conn: Connection,
+    t: ScopedModelRegistry,
+    proposal_id: str,
+    *,
+    status: str,
+    actual_cost: Decimal | None,
+    charge_reserved: bool,
+    result: str,
+    at: int,
+) -> ProposalRow | None:
+    """Close a reservation once: only a proposal still `reserved` matches. Returns (session_id, cost, …) or None.
+
+    With no `actual_cost`, the charge is the reserved cost when `charge_reserved`, else zero.
+    """
+    row = conn.execute(
+        t.statements.settle_proposal,
+        {
+            "p_pid": proposal_id,
+            "p_status": status,
+            "p_actual": actual_cost,
+            "p_charge": 1 if charge_reserved else 0,
+            "p_result": result,
+            "p_at": at,
+        },
+    ).first()
+    return None if row is None else row._mapping

@@ -1,0 +1,109 @@
+"""Statements on the hot path of propose and settle, built once per table registry.
+
+SQLAlchemy caches compiled SQL, but building the expression tree itself costs tens of microseconds, which is
+more than SQLite needs to run the statement. So these are built once and reused with new parameters.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
+
+from agent_control_plane.store.types import Money
+from agent_control_plane.types.sessions import KillScope, SessionStatus
+
+if TYPE_CHECKING:
+    from agent_control_plane.store.tables import ScopedModelRegistry
+
+SESSION_KIND = "session"
+CONTROL_KIND = "control"
+
+
+class Statements:
+    """The prebuilt statements of one registry. Parameter names start with `p_` so they never clash with columns."""
+
+    def __init__(self, t: ScopedModelRegistry) -> None:
+        s, k, p, e = t.sessions, t.kill_switches, t.proposals, t.events
+        cost = bindparam("p_cost", type_=Money)
+
+        # Any engaged kill switch that covers this session, the proposing agent or the session's own agent. Read in
+        # the same statement as the reservation, so a kill committed before the statement starts is always seen.
+        self.kill_applies = exists(
+            select(k.c.id).where(
+                k.c.released_at.is_(None),
+                or_(
+                    k.c.scope == KillScope.SYSTEM.value,
+                    and_(k.c.scope == KillScope.SESSION.value, k.c.target == bindparam("p_sid")),
+                    and_(
+                        k.c.scope == KillScope.AGENT.value,
+                        or_(k.c.target == bindparam("p_agent"), k.c.target == s.c.agent_id),
+                    ),
+                ),
+            )
+        )
+
+        # The budget check and the reservation are ONE conditional UPDATE: it only matches the row when the session
+        # is active, unkilled and has room, and the row lock it takes (on PostgreSQL; SQLite holds the database
+        # write lock from BEGIN IMMEDIATE) makes concurrent reservations queue. PostgreSQL re-checks the WHERE
+        # clause against the newest row version after waiting, so N workers can never overspend.
+        self.reserve = (
+            update(s)
+            .where(
+                s.c.id == bindparam("p_sid"),
+                s.c.kind == SESSION_KIND,
+                s.c.status == SessionStatus.ACTIVE.value,
+                or_(s.c.max_cost.is_(None), s.c.spent_cost + s.c.reserved_cost + cost <= s.c.max_cost),
+                or_(s.c.max_action_count.is_(None), s.c.action_count < s.c.max_action_count),
+                ~self.kill_applies,
+            )
+            .values(
+                reserved_cost=s.c.reserved_cost + cost,
+                action_count=s.c.action_count + 1,
+                last_seq=s.c.last_seq + 1,
+                updated_at=bindparam("p_at"),
+            )
+            .returning(s.c.last_seq, s.c.last_hash, s.c.agent_id)
+        )
+
+        # Claiming the next sequence number takes the session row lock: events of one stream are appended one
+        # transaction at a time, which is what keeps `seq` gap-free and the hash chain linear.
+        self.claim = (
+            update(s)
+            .where(s.c.id == bindparam("p_sid"))
+            .values(last_seq=s.c.last_seq + bindparam("p_count"), updated_at=bindparam("p_at"))
+            .returning(*s.c)
+        )
+
+        self.settle_budget = (
+            update(s)
+            .where(s.c.id == bindparam("p_sid"))
+            .values(
+                reserved_cost=s.c.reserved_cost - bindparam("p_reserved", type_=Money),
+                spent_cost=s.c.spent_cost + bindparam("p_spent", type_=Money),
+                last_seq=s.c.last_seq + 1,
+                updated_at=bindparam("p_at"),
+            )
+            .returning(s.c.last_seq, s.c.last_hash)
+        )
+
+        self.set_head = update(s).where(s.c.id == bindparam("p_sid")).values(last_hash=bindparam("p_hash"))
+        self.insert_event = insert(e)
+        self.insert_proposal = insert(p)
+
+        self.settle_proposal = (
+            update(p)
+            .where(p.c.id == bindparam("p_pid"), p.c.status == "reserved")
+            .values(
+                status=bindparam("p_status"),
+                actual_cost=func.coalesce(bindparam("p_actual", type_=Money), p.c.cost * bindparam("p_charge")),
+                result=bindparam("p_result"),
+                settled_at=bindparam("p_at"),
+            )
+            .returning(p.c.session_id, p.c.cost, p.c.actual_cost, p.c.agent_id, p.c.action)
+        )
+
+        self.policy_of_session = select(s.c.policy_hash, s.c.kind).where(s.c.id == bindparam("p_sid"))
+        self.proposal_by_key = select(p).where(
+            p.c.session_id == bindparam("p_sid"), p.c.idempotency_key == bindparam("p_key")
+        )

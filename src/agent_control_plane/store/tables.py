@@ -1,0 +1,150 @@
+"""The control plane's tables, bound to one registry instance (prefix and schema), never to global state."""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from agent_control_plane.store.types import Money
+
+if TYPE_CHECKING:
+    from agent_control_plane.store.statements import Statements
+
+CONTROL_STREAM_ID = "control"
+"""The event stream of control-plane-wide changes (system and agent kill switches). Not a session."""
+
+GENESIS_HASH = "0" * 64
+"""The `prev_hash` of every stream's first event."""
+
+_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,29}$|^$")
+_SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class ScopedModelRegistry:
+    """The tables of one control plane: names carry `table_prefix`, and live in `schema` when given.
+
+    Two registries with different prefixes (or schemas) let two control planes, and the host's own tables, share a
+    database without seeing each other. Nothing is registered globally.
+    """
+
+    def __init__(self, table_prefix: str = "acp_", schema: str | None = None) -> None:
+        if not _PREFIX.match(table_prefix):
+            raise ValueError(
+                f"table_prefix {table_prefix!r} must be lower-case letters, digits and underscores, "
+                "starting with a letter, at most 30 characters (e.g. 'acp_')"
+            )
+        if schema is not None and not _SCHEMA.match(schema):
+            raise ValueError(f"schema {schema!r} must be a plain SQL identifier (letters, digits, underscores)")
+        self.table_prefix = table_prefix
+        self.schema = schema
+        self.metadata = MetaData(schema=schema)
+        self._define()
+
+    def name(self, base: str) -> str:
+        return f"{self.table_prefix}{base}"
+
+    @property
+    def version_table(self) -> str:
+        """The Alembic version table of this registry, so migrations of several registries never collide."""
+        return self.name("alembic_version")
+
+    def _define(self) -> None:
+        n, md = self.name, self.metadata
+        fk = f"{self.schema}.{n('sessions')}.id" if self.schema else f"{n('sessions')}.id"
+        self.policies = Table(
+            n("policies"),
+            md,
+            Column("hash", String(64), primary_key=True),
+            Column("body", Text, nullable=False),
+            Column("created_at", BigInteger, nullable=False),
+        )
+        self.sessions = Table(
+            n("sessions"),
+            md,
+            Column("id", String(64), primary_key=True),
+            Column("kind", String(16), nullable=False),
+            Column("name", String(200), nullable=False),
+            Column("agent_id", String(200)),
+            Column("status", String(16), nullable=False),
+            Column("policy_hash", String(64)),
+            Column("max_cost", Money),
+            Column("spent_cost", Money, nullable=False),
+            Column("reserved_cost", Money, nullable=False),
+            Column("max_action_count", BigInteger),
+            Column("action_count", BigInteger, nullable=False),
+            Column("last_seq", BigInteger, nullable=False),
+            Column("last_hash", String(64), nullable=False),
+            Column("created_at", BigInteger, nullable=False),
+            Column("updated_at", BigInteger, nullable=False),
+        )
+        self.proposals = Table(
+            n("proposals"),
+            md,
+            Column("id", String(64), primary_key=True),
+            Column("session_id", String(64), ForeignKey(fk), nullable=False),
+            Column("agent_id", String(200)),
+            Column("action", String(200), nullable=False),
+            Column("resource", String(500)),
+            Column("args", Text, nullable=False),
+            Column("cost", Money, nullable=False),
+            Column("actual_cost", Money),
+            Column("tier", String(32), nullable=False),
+            Column("allowed", Boolean, nullable=False),
+            Column("code", String(64), nullable=False),
+            Column("reason", Text, nullable=False),
+            Column("rule", String(500)),
+            Column("status", String(16), nullable=False),
+            Column("idempotency_key", String(200)),
+            Column("result", Text),
+            Column("created_at", BigInteger, nullable=False),
+            Column("settled_at", BigInteger),
+            UniqueConstraint("session_id", "idempotency_key", name=n("proposals_idempotency_uq")),
+            Index(n("proposals_status_ix"), "status", "created_at"),
+        )
+        self.events = Table(
+            n("events"),
+            md,
+            Column("session_id", String(64), ForeignKey(fk), primary_key=True),
+            Column("seq", BigInteger, primary_key=True, autoincrement=False),
+            Column("kind", String(100), nullable=False),
+            Column("payload", Text, nullable=False),
+            Column("recorded_at", BigInteger, nullable=False),
+            Column("prev_hash", String(64), nullable=False),
+            Column("hash", String(64), nullable=False),
+        )
+        self.kill_switches = Table(
+            n("kill_switches"),
+            md,
+            Column("id", String(64), primary_key=True),
+            Column("scope", String(16), nullable=False),
+            Column("target", String(200)),
+            Column("reason", Text, nullable=False),
+            Column("engaged_by", String(200), nullable=False),
+            Column("engaged_at", BigInteger, nullable=False),
+            Column("released_at", BigInteger),
+            Column("released_by", String(200)),
+            Column("release_reason", Text),
+            Index(n("kill_switches_active_ix"), "released_at", "scope", "target"),
+        )
+
+    @cached_property
+    def statements(self) -> Statements:
+        """Prebuilt hot-path statements for these tables (building a statement costs more than running it)."""
+        from agent_control_plane.store.statements import Statements
+
+        return Statements(self)
+
