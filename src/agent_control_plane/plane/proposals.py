@@ -22,6 +22,7 @@ from agent_control_plane.policy.engine import TierChoice
 from agent_control_plane.store import eventlog, kills, proposals, sessions
 from agent_control_plane.store.dialect import RetryTransaction
 from agent_control_plane.store.eventlog import Head
+from agent_control_plane.store.types import tidy
 from agent_control_plane.types.decisions import ActionTier, Decision, DecisionCode
 from agent_control_plane.types.events import EventKind
 from agent_control_plane.types.sessions import SessionStatus
@@ -156,9 +157,10 @@ def _refuse(
     max_cost, max_count = state["max_cost"], state["max_action_count"]
     committed = state["spent_cost"] + state["reserved_cost"]
     if max_cost is not None and committed + req.cost > max_cost:
+        left = max(max_cost - committed, Decimal(0))
         return deny(
-            f"denied: cost budget exceeded: {req.cost} requested, {max(max_cost - committed, Decimal(0))} "
-            f"of {max_cost} left ({state['spent_cost']} spent, {state['reserved_cost']} reserved)",
+            f"denied: cost budget exceeded: {tidy(req.cost)} requested, {tidy(left)} of {tidy(max_cost)} left "
+            f"({tidy(state['spent_cost'])} spent, {tidy(state['reserved_cost'])} reserved)",
             DecisionCode.COST_BUDGET_EXCEEDED,
         )
     if max_count is not None and state["action_count"] >= max_count:

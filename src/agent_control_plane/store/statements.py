@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, exists, func, insert, or_, select, update
 
 from agent_control_plane.store.types import Money
 from agent_control_plane.types.sessions import KillScope, SessionStatus
@@ -96,7 +96,7 @@ class Statements:
             .where(p.c.id == bindparam("p_pid"), p.c.status == "reserved")
             .values(
                 status=bindparam("p_status"),
-                actual_cost=func.coalesce(bindparam("p_actual", type_=Money), p.c.cost * bindparam("p_charge")),
+                actual_cost=func.coalesce(bindparam("p_actual", type_=Money), p.c.cost * bindparam("p_charge", type_=Integer)),
                 result=bindparam("p_result"),
                 settled_at=bindparam("p_at"),
             )
