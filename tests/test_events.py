@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -40,9 +41,14 @@ def test_seq_runs_from_one_without_gaps_and_chains_hashes(cp: ControlPlaneFacade
     assert cp.emit(sid, "checkpoint", {"step": 3}, state_bearing=True) == 4
     events = cp.replay(sid)
     assert [e.seq for e in events] == [1, 2, 3, 4]
-    assert [e.kind for e in events] == ["session.opened", "proposal.decided", "proposal.settled", "checkpoint"]
+    assert [e.kind for e in events] == [
+        "session.opened",
+        "proposal.decided",
+        "proposal.settled",
+        "checkpoint",
+    ]
     assert events[0].prev_hash == "0" * 64
-    assert all(later.prev_hash == earlier.hash for earlier, later in zip(events, events[1:], strict=False))
+    assert all(later.prev_hash == earlier.hash for earlier, later in itertools.pairwise(events))
     assert cp.verify(sid).ok and cp.verify(sid).events_checked == 4
 
 

@@ -20,8 +20,14 @@ from conftest import Backend
 
 def test_readme_flow_allows_reserves_settles_and_reports_budget(cp: ControlPlaneFacade) -> None:
     sid = cp.open_session("nightly-cleanup", agent_id="ops-bot", max_cost=Decimal("50"), max_action_count=100)
-    d = cp.propose(sid, action="read_branch", args={"name": "tmp/x"}, resource="repo/app",
-                   cost=Decimal("0.25"), agent_id="ops-bot")
+    d = cp.propose(
+        sid,
+        action="read_branch",
+        args={"name": "tmp/x"},
+        resource="repo/app",
+        cost=Decimal("0.25"),
+        agent_id="ops-bot",
+    )
     assert d.allowed and d.tier is ActionTier.UNRESTRICTED and d.code is DecisionCode.ALLOWED
     assert d.rule == "read_*" and "read_*" in d.reason
     reserved = cp.get_remaining_budget(sid)
@@ -124,7 +130,9 @@ def test_overrun_is_recorded_truthfully(cp: ControlPlaneFacade) -> None:
     assert cp.get_remaining_budget(sid)["spent_cost"] == Decimal("0.7")
 
 
-def test_idempotency_key_returns_the_original_decision_without_reserving_twice(cp: ControlPlaneFacade) -> None:
+def test_idempotency_key_returns_the_original_decision_without_reserving_twice(
+    cp: ControlPlaneFacade,
+) -> None:
     sid = cp.open_session("retry", max_cost=Decimal("1"))
     first = cp.propose(sid, action="read_x", cost=Decimal("0.4"), idempotency_key="job-7")
     again = cp.propose(sid, action="read_x", cost=Decimal("0.4"), idempotency_key="job-7")

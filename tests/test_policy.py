@@ -96,9 +96,7 @@ def test_decision_equals_reference_most_specific_match(patterns: dict[str, Actio
         expected: tuple[ActionTier, str | None] = (patterns[action], action)
     else:
         matching = [
-            (i, p)
-            for i, p in enumerate(patterns)
-            if any(ch in p for ch in "*?[]") and fnmatch.fnmatchcase(action, p)
+            (i, p) for i, p in enumerate(patterns) if any(ch in p for ch in "*?[]") and fnmatch.fnmatchcase(action, p)
         ]
         if matching:
             _, best = min(matching, key=lambda ip: (-len(ip[1].replace("*", "").replace("?", "")), -len(ip[1]), ip[0]))

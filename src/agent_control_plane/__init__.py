@@ -27,7 +27,13 @@ from agent_control_plane.policy.model import Policy, load_policy
 from agent_control_plane.store.tables import ScopedModelRegistry
 from agent_control_plane.types.decisions import ActionTier, Decision, DecisionCode
 from agent_control_plane.types.events import EventFrame, EventKind, VerifyReport
-from agent_control_plane.types.sessions import BudgetSnapshot, KillScope, KillSwitchInfo, SessionInfo, SessionStatus
+from agent_control_plane.types.sessions import (
+    BudgetSnapshot,
+    KillScope,
+    KillSwitchInfo,
+    SessionInfo,
+    SessionStatus,
+)
 
 __version__ = "0.1.0"
 
@@ -66,6 +72,6 @@ __all__ = [
     "SystemClock",
     "TierChoice",
     "VerifyReport",
-    "load_policy",
     "__version__",
+    "load_policy",
 ]

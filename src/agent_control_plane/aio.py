@@ -19,7 +19,12 @@ from agent_control_plane.plane.events import BufferStats
 from agent_control_plane.plane.operation import Operation, failure
 from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.policy.model import PolicySource
-from agent_control_plane.store.dialect import READ_ONLY, SqliteSync, StorageOptions, create_asynchronous_engine
+from agent_control_plane.store.dialect import (
+    READ_ONLY,
+    SqliteSync,
+    StorageOptions,
+    create_asynchronous_engine,
+)
 from agent_control_plane.store.tables import ScopedModelRegistry
 from agent_control_plane.types.decisions import Decision
 from agent_control_plane.types.events import EventFrame, VerifyReport
@@ -169,9 +174,7 @@ class AsyncControlPlaneFacade:
         outcome: Outcome | str = Outcome.SUCCEEDED,
         result: dict[str, Any] | None = None,
     ) -> Settlement:
-        return await self._run(
-            self._core.settle(proposal_id, actual_cost=actual_cost, outcome=outcome, result=result)
-        )
+        return await self._run(self._core.settle(proposal_id, actual_cost=actual_cost, outcome=outcome, result=result))
 
     async def kill_system(self, *, reason: str, by: str | None = None) -> KillSwitchInfo:
         return await self._run(self._core.engage_kill(KillScope.SYSTEM, None, reason=reason, by=by))
@@ -223,7 +226,13 @@ class AsyncControlPlaneFacade:
 
 
 # One text per operation: the async methods carry the sync facade's docstrings.
-for _name, _method in vars(AsyncControlPlaneFacade).items():
-    _source = getattr(ControlPlaneFacade, _name, None)
-    if callable(_method) and _source is not None and getattr(_source, "__doc__", None):
-        _method.__doc__ = _source.__doc__
+for _name, _member in vars(AsyncControlPlaneFacade).items():
+    _source = vars(ControlPlaneFacade).get(_name)
+    if _name.startswith("__") or _source is None:
+        continue
+    if isinstance(_member, classmethod | staticmethod):
+        _member.__func__.__doc__ = _source.__func__.__doc__
+    elif isinstance(_member, property):
+        _member.__doc__ = _source.__doc__
+    else:
+        _member.__doc__ = _source.__doc__

@@ -155,7 +155,9 @@ class ControlPlaneFacade:
         """A session's status, budget and event count."""
         return self._run(self._core.get_session(session_id))
 
-    def list_sessions(self, *, status: SessionStatus | str | None = None, limit: int | None = None) -> list[SessionInfo]:
+    def list_sessions(
+        self, *, status: SessionStatus | str | None = None, limit: int | None = None
+    ) -> list[SessionInfo]:
         """Sessions, oldest first, optionally only those with `status`."""
         return self._run(self._core.list_sessions(status=status, limit=limit))
 

@@ -74,7 +74,7 @@ class PlaneContext:
         return engine
 
     @staticmethod
-    def kill_info(row: Mapping[str, Any]) -> KillSwitchInfo:
+    def kill_info(row: Mapping[Any, Any]) -> KillSwitchInfo:
         released = row["released_at"]
         return KillSwitchInfo(
             kill_id=row["id"],

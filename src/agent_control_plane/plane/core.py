@@ -78,7 +78,10 @@ class ControlPlaneCore:
     ) -> None:
         engine = PolicyEngine(DEFAULT_POLICY if policy is None else policy)
         self.ctx = PlaneContext(
-            registry or ScopedModelRegistry(), clock or SystemClock(), engine, max_payload_bytes=max_payload_bytes
+            registry or ScopedModelRegistry(),
+            clock or SystemClock(),
+            engine,
+            max_payload_bytes=max_payload_bytes,
         )
         self.buffer = EventBuffer(capacity=event_buffer_capacity)
 
@@ -131,9 +134,7 @@ class ControlPlaneCore:
 
         return Operation("get_remaining_budget", fn, read_only=True)
 
-    def list_sessions(
-        self, *, status: SessionStatus | str | None, limit: int | None
-    ) -> Operation[list[SessionInfo]]:
+    def list_sessions(self, *, status: SessionStatus | str | None, limit: int | None) -> Operation[list[SessionInfo]]:
         wanted = None if status is None else SessionStatus(status)
         fn = partial(sessions.list_sessions, ctx=self.ctx, status=wanted, limit=to_count(limit, "limit"))
         return Operation("list_sessions", fn, read_only=True)
@@ -195,7 +196,11 @@ class ControlPlaneCore:
     ) -> Operation[KillSwitchInfo]:
         kill_scope, kill_target = self._kill_target(scope, target)
         fn = partial(
-            killswitch.engage, ctx=self.ctx, scope=kill_scope, target=kill_target, reason=_reason(reason),
+            killswitch.engage,
+            ctx=self.ctx,
+            scope=kill_scope,
+            target=kill_target,
+            reason=_reason(reason),
             by=_operator(by),
         )
         return Operation(f"kill {kill_scope.value}", fn)
@@ -205,7 +210,11 @@ class ControlPlaneCore:
     ) -> Operation[KillSwitchInfo]:
         kill_scope, kill_target = self._kill_target(scope, target)
         fn = partial(
-            killswitch.release, ctx=self.ctx, scope=kill_scope, target=kill_target, reason=_reason(reason),
+            killswitch.release,
+            ctx=self.ctx,
+            scope=kill_scope,
+            target=kill_target,
+            reason=_reason(reason),
             by=_operator(by),
         )
         return Operation(f"release {kill_scope.value} kill", fn)
@@ -281,4 +290,3 @@ class ControlPlaneCore:
 
     def verify_all(self) -> Operation[list[VerifyReport]]:
         return Operation("verify_all", partial(events.verify_all, ctx=self.ctx), read_only=True)
-

@@ -153,9 +153,7 @@ def frame(row: EventRow) -> EventFrame:
     )
 
 
-def replay(
-    conn: Connection, ctx: PlaneContext, session_id: str, after_seq: int, limit: int | None
-) -> list[EventFrame]:
+def replay(conn: Connection, ctx: PlaneContext, session_id: str, after_seq: int, limit: int | None) -> list[EventFrame]:
     if sessions.get(conn, ctx.tables, session_id) is None:
         raise SessionNotFoundError(f"unknown session id {session_id!r} (see `acp sessions list`)")
     return [frame(row) for row in eventlog.read(conn, ctx.tables, session_id, after_seq=after_seq, limit=limit)]

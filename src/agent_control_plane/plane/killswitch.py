@@ -44,12 +44,25 @@ def engage(
     if existing is not None:
         # Already engaged: keep the first switch (and its reason); release the claimed seq by logging the repeat.
         info = ctx.kill_info(existing)
-        payload = {"kill_id": info.kill_id, "scope": scope.value, "target": target, "reason": reason, "by": by,
-                   "already_engaged": True}
+        payload = {
+            "kill_id": info.kill_id,
+            "scope": scope.value,
+            "target": target,
+            "reason": reason,
+            "by": by,
+            "already_engaged": True,
+        }
         eventlog.append(conn, t, CONTROL_STREAM_ID, head, [(EventKind.KILL_ENGAGED, canonical_json(payload), at)])
         return info
     kill_id = str(uuid.uuid4())
-    row = {"id": kill_id, "scope": scope.value, "target": target, "reason": reason, "engaged_by": by, "engaged_at": at}
+    row = {
+        "id": kill_id,
+        "scope": scope.value,
+        "target": target,
+        "reason": reason,
+        "engaged_by": by,
+        "engaged_at": at,
+    }
     kills.insert(conn, t, row)
     payload = {"kill_id": kill_id, "scope": scope.value, "target": target, "reason": reason, "by": by}
     eventlog.append(conn, t, CONTROL_STREAM_ID, head, [(EventKind.KILL_ENGAGED, canonical_json(payload), at)])
@@ -72,7 +85,9 @@ def release(
     payload = {"kill_id": existing["id"], "scope": scope.value, "target": target, "reason": reason, "by": by}
     eventlog.append(conn, t, CONTROL_STREAM_ID, head, [(EventKind.KILL_RELEASED, canonical_json(payload), at)])
     if scope is KillScope.SESSION and target is not None:
-        append_to_stream(conn, ctx, target, [PendingEvent(target, EventKind.KILL_RELEASED, canonical_json(payload), at)])
+        append_to_stream(
+            conn, ctx, target, [PendingEvent(target, EventKind.KILL_RELEASED, canonical_json(payload), at)]
+        )
     return ctx.kill_info({**existing, "released_at": at, "released_by": by, "release_reason": reason})
 
 

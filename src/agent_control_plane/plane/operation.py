@@ -46,4 +46,3 @@ def failure(op: Operation[Any], exc: BaseException, attempt: int) -> ControlPlan
     if isinstance(exc, SQLAlchemyError):
         return translate(exc, op.name)
     raise exc
-

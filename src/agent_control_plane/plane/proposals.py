@@ -77,7 +77,10 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
     if reserved is not None:
         head, session_agent = reserved
         decision = Decision.allow(
-            choice.tier, choice.describe(req.action), proposal_id=proposal_id, session_id=req.session_id,
+            choice.tier,
+            choice.describe(req.action),
+            proposal_id=proposal_id,
+            session_id=req.session_id,
             rule=choice.rule,
         )
     else:
@@ -135,8 +138,17 @@ def _refuse(
     head = Head(state["last_seq"], state["last_hash"])
 
     def deny(reason: str, code: DecisionCode) -> tuple[Head, str | None, Decision]:
-        return head, state["agent_id"], Decision.deny(
-            choice.tier, reason, code, proposal_id=proposal_id, session_id=req.session_id, rule=choice.rule
+        return (
+            head,
+            state["agent_id"],
+            Decision.deny(
+                choice.tier,
+                reason,
+                code,
+                proposal_id=proposal_id,
+                session_id=req.session_id,
+                rule=choice.rule,
+            ),
         )
 
     covering = kills.engaged_covering(conn, ctx.tables, req.session_id, [req.agent_id, state["agent_id"]])
@@ -173,7 +185,7 @@ def _refuse(
     raise RetryTransaction
 
 
-def _decision_from_row(row: Mapping[str, Any], *, replayed: bool) -> Decision:
+def _decision_from_row(row: Mapping[Any, Any], *, replayed: bool) -> Decision:
     return Decision(
         tier=ActionTier(row["tier"]),
         allowed=bool(row["allowed"]),
@@ -232,4 +244,3 @@ def settle(
     }
     eventlog.append(conn, t, closed["session_id"], head, [(EventKind.PROPOSAL_SETTLED, canonical_json(payload), at)])
     return Settlement(proposal_id, closed["session_id"], outcome, reserved, actual_cost)
-

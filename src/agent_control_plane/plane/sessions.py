@@ -71,9 +71,10 @@ def change_status(
         raise SessionNotFoundError(f"unknown session id {session_id!r} (see `acp sessions list`)")
     current = SessionStatus(row["status"])
     if target not in ALLOWED_TRANSITIONS[current]:
+        allowed = ", ".join(sorted(s.value for s in ALLOWED_TRANSITIONS[current])) or "none"
         raise SessionStateError(
             f"session {session_id} is {current.value}; it cannot become {target.value} "
-            f"(allowed from {current.value}: {', '.join(sorted(s.value for s in ALLOWED_TRANSITIONS[current])) or 'none'})"
+            f"(allowed from {current.value}: {allowed})"
         )
     sessions.set_status(conn, t, session_id, target)
     payload = {"from": current.value, "to": target.value, "reason": reason}
@@ -100,7 +101,7 @@ def list_sessions(
     return [info_from_row(row) for row in sessions.list_rows(conn, ctx.tables, status=status, limit=limit)]
 
 
-def budget_from_row(row: Mapping[str, Any]) -> BudgetSnapshot:
+def budget_from_row(row: Mapping[Any, Any]) -> BudgetSnapshot:
     max_cost, max_count = row["max_cost"], row["max_action_count"]
     spent, reserved, used = row["spent_cost"], row["reserved_cost"], int(row["action_count"])
     return BudgetSnapshot(
@@ -114,7 +115,7 @@ def budget_from_row(row: Mapping[str, Any]) -> BudgetSnapshot:
     )
 
 
-def info_from_row(row: Mapping[str, Any]) -> SessionInfo:
+def info_from_row(row: Mapping[Any, Any]) -> SessionInfo:
     return SessionInfo(
         session_id=row["id"],
         name=row["name"],

@@ -10,7 +10,7 @@ import fnmatch
 import re
 from dataclasses import dataclass
 
-from agent_control_plane.policy.model import Policy, PolicySource, load_policy
+from agent_control_plane.policy.model import PolicySource, load_policy
 from agent_control_plane.types.decisions import ActionTier
 
 _WILDCARDS = re.compile(r"[*?\[\]]")
@@ -49,8 +49,7 @@ class PolicyEngine:
                 ranked.append((-literal, -len(pattern), position, pattern, tier))
         ranked.sort()
         self._globs = tuple(
-            (re.compile(fnmatch.translate(pattern)).match, TierChoice(tier, pattern))
-            for *_, pattern, tier in ranked
+            (re.compile(fnmatch.translate(pattern)).match, TierChoice(tier, pattern)) for *_, pattern, tier in ranked
         )
 
     def tier_for(self, action: str) -> TierChoice:

@@ -37,7 +37,7 @@ class StorageOptions:
     pool_size: int = 5
 
 
-class RetryTransaction(Exception):  # noqa: N818 - a signal, not an error a caller sees
+class RetryTransaction(Exception):
     """Raised inside an operation when its transaction lost a race and should run again from the start."""
 
 

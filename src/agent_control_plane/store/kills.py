@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, RowMapping, and_, or_, select, update
 
 from agent_control_plane.store.tables import ScopedModelRegistry
 from agent_control_plane.types.sessions import KillScope
 
-KillRow = Mapping[str, Any]
+KillRow = RowMapping
 
 
 def insert(conn: Connection, t: ScopedModelRegistry, row: dict[str, Any]) -> None:
@@ -43,15 +42,9 @@ def engaged_covering(
     return sorted(rows, key=lambda row: (order[row["scope"]], row["engaged_at"]))
 
 
-def release(
-    conn: Connection, t: ScopedModelRegistry, kill_id: str, *, by: str, reason: str, at: int
-) -> None:
+def release(conn: Connection, t: ScopedModelRegistry, kill_id: str, *, by: str, reason: str, at: int) -> None:
     k = t.kill_switches
-    conn.execute(
-        update(k)
-        .where(k.c.id == kill_id)
-        .values(released_at=at, released_by=by, release_reason=reason)
-    )
+    conn.execute(update(k).where(k.c.id == kill_id).values(released_at=at, released_by=by, release_reason=reason))
 
 
 def list_rows(conn: Connection, t: ScopedModelRegistry, *, engaged_only: bool) -> list[KillRow]:

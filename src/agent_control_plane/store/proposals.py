@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, RowMapping, select
 
 from agent_control_plane.store.tables import ScopedModelRegistry
 
-ProposalRow = Mapping[str, Any]
+ProposalRow = RowMapping
 
 
 def insert(conn: Connection, t: ScopedModelRegistry, row: dict[str, Any]) -> None:
@@ -18,6 +17,8 @@ def insert(conn: Connection, t: ScopedModelRegistry, row: dict[str, Any]) -> Non
 
 
 def find_by_key(conn: Connection, t: ScopedModelRegistry, session_id: str, key: str) -> ProposalRow | None:
+    """The proposal a session already made under `key`; takes the session lock first (see `lock_session`)."""
+    conn.execute(t.statements.lock_session, {"p_sid": session_id})
     row = conn.execute(t.statements.proposal_by_key, {"p_sid": session_id, "p_key": key}).first()
     return None if row is None else row._mapping
 

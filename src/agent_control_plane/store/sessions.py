@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, RowMapping, select, update
 
 from agent_control_plane.store.eventlog import Head
 from agent_control_plane.store.statements import SESSION_KIND
 from agent_control_plane.store.tables import GENESIS_HASH, ScopedModelRegistry
 from agent_control_plane.types.sessions import SessionStatus
 
-SessionRow = Mapping[str, Any]
+SessionRow = RowMapping
 
 
 def insert(
@@ -76,7 +74,8 @@ def settle_budget(
 ) -> Head:
     """Replace a reservation with the amount actually spent, and claim one seq for the settlement event."""
     row = conn.execute(
-        t.statements.settle_budget, {"p_sid": session_id, "p_reserved": reserved, "p_spent": spent, "p_at": at}
+        t.statements.settle_budget,
+        {"p_sid": session_id, "p_reserved": reserved, "p_spent": spent, "p_at": at},
     ).one()
     return Head(row[0], row[1])
 

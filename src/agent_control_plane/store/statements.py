@@ -96,12 +96,20 @@ class Statements:
             .where(p.c.id == bindparam("p_pid"), p.c.status == "reserved")
             .values(
                 status=bindparam("p_status"),
-                actual_cost=func.coalesce(bindparam("p_actual", type_=Money), p.c.cost * bindparam("p_charge", type_=Integer)),
+                actual_cost=func.coalesce(
+                    bindparam("p_actual", type_=Money), p.c.cost * bindparam("p_charge", type_=Integer)
+                ),
                 result=bindparam("p_result"),
                 settled_at=bindparam("p_at"),
             )
             .returning(p.c.session_id, p.c.cost, p.c.actual_cost, p.c.agent_id, p.c.action)
         )
+
+        # Taken before looking up an idempotency key, so that the lookup and the insert of a new key happen under
+        # the session lock: a retry can then never insert a duplicate key while another transaction is still
+        # settling the original (which would make the insert wait on that transaction while holding the session
+        # row it needs: a deadlock). SQLite ignores FOR UPDATE; BEGIN IMMEDIATE already serialises writers.
+        self.lock_session = select(s.c.id).where(s.c.id == bindparam("p_sid")).with_for_update()
 
         self.policy_of_session = select(s.c.policy_hash, s.c.kind).where(s.c.id == bindparam("p_sid"))
         self.proposal_by_key = select(p).where(

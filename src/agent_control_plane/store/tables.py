@@ -147,4 +147,3 @@ class ScopedModelRegistry:
         from agent_control_plane.store.statements import Statements
 
         return Statements(self)
-

@@ -59,9 +59,7 @@ class Decision:
     """True when an idempotency key matched an earlier proposal and this is that proposal's original decision."""
 
     @classmethod
-    def allow(
-        cls, tier: ActionTier, reason: str, *, proposal_id: str, session_id: str, rule: str | None
-    ) -> Decision:
+    def allow(cls, tier: ActionTier, reason: str, *, proposal_id: str, session_id: str, rule: str | None) -> Decision:
         return cls(tier, True, reason, DecisionCode.ALLOWED, proposal_id, session_id, rule)
 
     @classmethod

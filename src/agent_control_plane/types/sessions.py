@@ -79,4 +79,6 @@ class KillSwitchInfo:
 
     def describe(self) -> str:
         what = "system" if self.scope is KillScope.SYSTEM else f"{self.scope.value} {self.target}"
-        return f"kill switch ({what}) engaged by {self.engaged_by} at {self.engaged_at:%Y-%m-%d %H:%M:%S}Z: {self.reason}"
+        return (
+            f"kill switch ({what}) engaged by {self.engaged_by} at {self.engaged_at:%Y-%m-%d %H:%M:%S}Z: {self.reason}"
+        )

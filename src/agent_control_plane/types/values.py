@@ -39,7 +39,9 @@ def to_money(value: object, what: str, *, allow_none: bool = False) -> Decimal |
         elif isinstance(value, int | str):
             amount = Decimal(value)
         else:
-            raise InvalidInputError(f"{what} must be a Decimal, int, float or numeric string, got {type(value).__name__}")
+            raise InvalidInputError(
+                f"{what} must be a Decimal, int, float or numeric string, got {type(value).__name__}"
+            )
     except InvalidOperation:
         raise InvalidInputError(f"{what} is not a number: {value!r}") from None
     if not amount.is_finite():
@@ -77,7 +79,12 @@ def _encode_default(value: object) -> object:
 def canonical_json(value: Any) -> str:
     """Deterministic JSON text: sorted keys, no spaces, Decimals as strings. Raises TypeError/ValueError."""
     return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_encode_default
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=_encode_default,
     )
 
 

@@ -98,9 +98,7 @@ def upgrade() -> None:
         sa.Column("release_reason", sa.Text),
         schema=schema,
     )
-    op.create_index(
-        n("kill_switches_active_ix"), n("kill_switches"), ["released_at", "scope", "target"], schema=schema
-    )
+    op.create_index(n("kill_switches_active_ix"), n("kill_switches"), ["released_at", "scope", "target"], schema=schema)
     # The control stream: where system- and agent-wide changes (kill switches) are logged and hash-chained.
     op.bulk_insert(
         sessions,

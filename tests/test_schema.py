@@ -1,0 +1,78 @@
+"""Schema set-up, migrations, table prefixes / schemas, and failing closed when the database is not there."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from agent_control_plane import (
+    ControlPlaneFacade,
+    SchemaNotReadyError,
+    ScopedModelRegistry,
+    StorageError,
+)
+from agent_control_plane.store.migrate import head_revision
+from conftest import POLICY, Backend
+
+
+def test_setup_is_idempotent_and_reports_the_revision(backend: Backend, table_prefix: str) -> None:
+    cp = ControlPlaneFacade.from_database_url(backend.url, table_prefix=table_prefix)
+    assert cp.schema_revision() is None
+    assert cp.setup() == head_revision()
+    assert cp.setup() == head_revision()
+    assert cp.schema_revision() == head_revision()
+    names = set(inspect(cp.engine).get_table_names())
+    expected = {"policies", "sessions", "proposals", "events", "kill_switches", "alembic_version"}
+    assert {f"{table_prefix}{n}" for n in expected} <= names
+    cp.close()
+
+
+def test_operations_before_setup_say_to_run_setup(backend: Backend, table_prefix: str) -> None:
+    cp = ControlPlaneFacade.from_database_url(backend.url, table_prefix=table_prefix)
+    with pytest.raises(SchemaNotReadyError, match=r"run cp.setup\(\) or `acp db upgrade`"):
+        cp.open_session("too early")
+    cp.close()
+
+
+def test_unreachable_database_fails_closed_with_the_cause() -> None:
+    cp = ControlPlaneFacade.from_database_url("postgresql://postgres@127.0.0.1:1/none")
+    with pytest.raises(StorageError, match="propose failed.*nothing was executed"):
+        cp.propose("s", action="read_x")
+    cp.close()
+
+
+def test_bad_url_is_a_clear_error() -> None:
+    with pytest.raises(StorageError, match="cannot parse database URL"):
+        ControlPlaneFacade.from_database_url("not a url")
+
+
+def test_registry_in_a_postgres_schema_coexists_with_host_tables(postgres_database: str) -> None:
+    schema = "acp_schema_test"
+    registry = ScopedModelRegistry(table_prefix="", schema=schema)
+    cp = ControlPlaneFacade.from_database_url(postgres_database, policy=POLICY, registry=registry)
+    cp.setup()
+    sid = cp.open_session("in a schema")
+    assert cp.propose(sid, action="read_x").allowed
+    assert "sessions" in inspect(cp.engine).get_table_names(schema=schema)
+    assert "sessions" not in inspect(cp.engine).get_table_names()
+    cp.close()
+    dsn = postgres_database.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _setup(url: str, prefix: str) -> str:
+    with ControlPlaneFacade.from_database_url(url, table_prefix=prefix) as cp:
+        return cp.setup()
+
+
+def test_setup_from_several_processes_at_once_succeeds(backend: Backend, table_prefix: str) -> None:
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        revisions = pool.starmap(_setup, [(backend.url, table_prefix)] * 3)
+    assert revisions == [head_revision()] * 3
+    engine = create_engine(backend.url)
+    assert f"{table_prefix}events" in inspect(engine).get_table_names()
+    engine.dispose()
