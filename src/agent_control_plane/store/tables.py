@@ -19,6 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from agent_control_plane.errors import InvalidInputError
 from agent_control_plane.store.types import Money
 
 if TYPE_CHECKING:
@@ -43,12 +44,12 @@ class ScopedModelRegistry:
 
     def __init__(self, table_prefix: str = "acp_", schema: str | None = None) -> None:
         if not _PREFIX.match(table_prefix):
-            raise ValueError(
+            raise InvalidInputError(
                 f"table_prefix {table_prefix!r} must be lower-case letters, digits and underscores, "
                 "starting with a letter, at most 30 characters (e.g. 'acp_')"
             )
         if schema is not None and not _SCHEMA.match(schema):
-            raise ValueError(f"schema {schema!r} must be a plain SQL identifier (letters, digits, underscores)")
+            raise InvalidInputError(f"schema {schema!r} must be a plain SQL identifier (letters, digits, underscores)")
         self.table_prefix = table_prefix
         self.schema = schema
         self.metadata = MetaData(schema=schema)
