@@ -127,20 +127,27 @@ def ensure_schema(conn: Connection, schema: str | None) -> None:
         conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
 
 
-_MISSING_TABLE = ("no such table", "undefinedtable", "does not exist")
-_RETRYABLE_PGCODES = {"40001", "40P01"}  # serialization failure, deadlock detected
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+_UNDEFINED_TABLE = "42P01"
+
+
+def _sqlstate(exc: SQLAlchemyError) -> str | None:
+    cause = getattr(exc, "orig", None)
+    code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    return code if isinstance(code, str) else None
 
 
 def is_retryable(exc: DBAPIError) -> bool:
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return code in _RETRYABLE_PGCODES
+    """PostgreSQL picked this transaction as a deadlock or serialization victim: running it again is safe."""
+    return _sqlstate(exc) in _RETRYABLE_SQLSTATES
 
 
 def translate(exc: SQLAlchemyError, operation: str) -> ControlPlaneError:
     """A driver/SQLAlchemy failure as the control plane's own error, naming the operation and the cause."""
-    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
-    lowered = f"{type(getattr(exc, 'orig', exc)).__name__} {detail}".lower()
-    if any(marker in lowered for marker in _MISSING_TABLE) and ("table" in lowered or "relation" in lowered):
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    detail = lines[0] if lines else type(cause).__name__
+    if _sqlstate(exc) == _UNDEFINED_TABLE or detail.startswith("no such table"):
         return SchemaNotReadyError(
             f"{operation} failed: the control plane's tables are missing ({detail}); "
             "run cp.setup() or `acp db upgrade` first"
