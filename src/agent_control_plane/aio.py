@@ -16,11 +16,10 @@ from agent_control_plane.clock import Clock
 from agent_control_plane.facade import Amount, ControlPlaneFacade
 from agent_control_plane.plane.core import ControlPlaneCore
 from agent_control_plane.plane.events import BufferStats
-from agent_control_plane.plane.operation import Operation, failure
+from agent_control_plane.plane.operation import Operation, failure, perform
 from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.policy.model import PolicySource
 from agent_control_plane.store.dialect import (
-    READ_ONLY,
     SqliteSync,
     StorageOptions,
     create_asynchronous_engine,
@@ -78,11 +77,8 @@ class AsyncControlPlaneFacade:
         while True:
             attempt += 1
             try:
-                async with self._engine.connect() as conn:
-                    if op.read_only:
-                        await conn.execution_options(**{READ_ONLY: True})
-                    async with conn.begin():
-                        return await conn.run_sync(op.fn)
+                async with self._engine.connect() as conn, conn.begin():
+                    return await conn.run_sync(perform, op)
             except Exception as exc:
                 error = failure(op, exc, attempt)
                 if error is None:

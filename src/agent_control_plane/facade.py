@@ -16,10 +16,10 @@ from sqlalchemy.engine import URL
 from agent_control_plane.clock import Clock
 from agent_control_plane.plane.core import ControlPlaneCore
 from agent_control_plane.plane.events import BufferStats
-from agent_control_plane.plane.operation import Operation, failure
+from agent_control_plane.plane.operation import Operation, failure, perform
 from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.policy.model import PolicySource
-from agent_control_plane.store.dialect import READ_ONLY, SqliteSync, StorageOptions, create_sync_engine
+from agent_control_plane.store.dialect import SqliteSync, StorageOptions, create_sync_engine
 from agent_control_plane.store.tables import ScopedModelRegistry
 from agent_control_plane.types.decisions import Decision
 from agent_control_plane.types.events import EventFrame, VerifyReport
@@ -83,11 +83,8 @@ class ControlPlaneFacade:
         while True:
             attempt += 1
             try:
-                with self._engine.connect() as conn:
-                    if op.read_only:
-                        conn.execution_options(**{READ_ONLY: True})
-                    with conn.begin():
-                        return op.fn(conn)
+                with self._engine.connect() as conn, conn.begin():
+                    return perform(conn, op)
             except Exception as exc:
                 error = failure(op, exc, attempt)
                 if error is None:

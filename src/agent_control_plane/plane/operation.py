@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from agent_control_plane.errors import ControlPlaneError, StorageError
-from agent_control_plane.store.dialect import RetryTransaction, is_retryable, translate
+from agent_control_plane.store.dialect import RetryTransaction, begin, is_retryable, translate
 
 T = TypeVar("T")
 
@@ -30,6 +31,12 @@ class Operation(Generic[T]):
     connection: bool = True
     recover: Callable[[ControlPlaneError], T] | None = None
     """When set, a storage failure is handed to this instead of being raised (used for best-effort writes)."""
+
+
+def perform(conn: Connection, op: Operation[T]) -> T:
+    """Run `op` in the transaction the facade opened on `conn` (both facades call this, the async one via run_sync)."""
+    begin(conn, read_only=op.read_only)
+    return op.fn(conn)
 
 
 def failure(op: Operation[Any], exc: BaseException, attempt: int) -> ControlPlaneError | None:

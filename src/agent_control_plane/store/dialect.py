@@ -22,9 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agent_control_plane.errors import ControlPlaneError, SchemaNotReadyError, StorageError
 
-READ_ONLY = "acp_read_only"
-"""Execution option: this connection only reads, so SQLite may use a deferred BEGIN."""
-
 SqliteSync = Literal["FULL", "NORMAL", "OFF", "EXTRA"]
 
 
@@ -74,7 +71,7 @@ def _install_hooks(engine: Engine, options: StorageOptions) -> None:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event below decide how each transaction starts.
+        # The driver must not start transactions on its own: `begin()` below decides how each one starts.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         if engine.url.database not in (None, "", ":memory:"):
@@ -84,11 +81,15 @@ def _install_hooks(engine: Engine, options: StorageOptions) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
+def begin(conn: Connection, *, read_only: bool) -> None:
+    """Start the transaction `conn.begin()` opened. On SQLite that is an explicit BEGIN (see the module docstring).
+
+    This is not a SQLAlchemy "begin" event listener on purpose: any connection event listener makes SQLAlchemy
+    dispatch events around every statement, which costs more than SQLite takes to run one.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 def create_sync_engine(url: str | URL, options: StorageOptions) -> Engine:
     target = normalize_url(url, asynchronous=False)
