@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agent_control_plane.errors import ControlPlaneError, SchemaNotReadyError, StorageError
+from agent_control_plane.store.prepared import trace
 
 SqliteSync = Literal["FULL", "NORMAL", "OFF", "EXTRA"]
 
@@ -89,7 +90,19 @@ def begin(conn: Connection, *, read_only: bool) -> None:
     dispatch events around every statement, which costs more than SQLite takes to run one.
     """
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        # Straight to the driver: this runs twice per governed action, and SQLAlchemy's execution path costs
+        # more than the statement.
+        statement = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+        error: type[Exception] = conn.dialect.loaded_dbapi.Error
+        trace(conn, statement, ())
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(statement)
+        except error as exc:
+            raise DBAPIError.instance(statement, (), exc, error, dialect=conn.dialect) from exc
+        finally:
+            cursor.close()
+
 
 def create_sync_engine(url: str | URL, options: StorageOptions) -> Engine:
     target = normalize_url(url, asynchronous=False)

@@ -75,8 +75,8 @@ def append(
         )
         prev = digest
     st = t.statements
-    conn.execute(st.insert_event, rows)
-    conn.execute(st.set_head, {"p_sid": session_id, "p_hash": prev})
+    st.insert_event.run_many(conn, rows)
+    st.set_head.run(conn, {"p_sid": session_id, "p_hash": prev})
     return prev
 
 

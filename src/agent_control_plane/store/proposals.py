@@ -13,14 +13,13 @@ ProposalRow = RowMapping
 
 
 def insert(conn: Connection, t: ScopedModelRegistry, row: dict[str, Any]) -> None:
-    conn.execute(t.statements.insert_proposal, row)
+    t.statements.insert_proposal.run(conn, row)
 
 
-def find_by_key(conn: Connection, t: ScopedModelRegistry, session_id: str, key: str) -> ProposalRow | None:
+def find_by_key(conn: Connection, t: ScopedModelRegistry, session_id: str, key: str) -> dict[str, Any] | None:
     """The proposal a session already made under `key`; takes the session lock first (see `lock_session`)."""
-    conn.execute(t.statements.lock_session, {"p_sid": session_id})
-    row = conn.execute(t.statements.proposal_by_key, {"p_sid": session_id, "p_key": key}).first()
-    return None if row is None else row._mapping
+    t.statements.lock_session.run(conn, {"p_sid": session_id})
+    return t.statements.proposal_by_key.first(conn, {"p_sid": session_id, "p_key": key})
 
 
 def get(conn: Connection, t: ScopedModelRegistry, proposal_id: str) -> ProposalRow | None:
@@ -39,13 +38,13 @@ def mark_settled(
     charge_reserved: bool,
     result: str,
     at: int,
-) -> ProposalRow | None:
+) -> dict[str, Any] | None:
     """Close a reservation once: only a proposal still `reserved` matches. Returns (session_id, cost, …) or None.
 
     With no `actual_cost`, the charge is the reserved cost when `charge_reserved`, else zero.
     """
-    row = conn.execute(
-        t.statements.settle_proposal,
+    return t.statements.settle_proposal.first(
+        conn,
         {
             "p_pid": proposal_id,
             "p_status": status,
@@ -54,5 +53,4 @@ def mark_settled(
             "p_result": result,
             "p_at": at,
         },
-    ).first()
-    return None if row is None else row._mapping
+    )

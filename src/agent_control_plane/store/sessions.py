@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Connection, RowMapping, select, update
 
@@ -50,10 +51,9 @@ def insert(
     return Head(claimed_events, GENESIS_HASH)
 
 
-def claim(conn: Connection, t: ScopedModelRegistry, session_id: str, count: int, at: int) -> SessionRow | None:
+def claim(conn: Connection, t: ScopedModelRegistry, session_id: str, count: int, at: int) -> dict[str, Any] | None:
     """Lock the stream row and claim `count` seqs; returns the row as it is after the claim, or None if unknown."""
-    row = conn.execute(t.statements.claim, {"p_sid": session_id, "p_count": count, "p_at": at}).first()
-    return None if row is None else row._mapping
+    return t.statements.claim.first(conn, {"p_sid": session_id, "p_count": count, "p_at": at})
 
 
 def reserve(
@@ -63,21 +63,17 @@ def reserve(
 
     Returns the claimed head and the session's own agent id, or None when the session may not act.
     """
-    row = conn.execute(
-        t.statements.reserve, {"p_sid": session_id, "p_agent": agent_id, "p_cost": cost, "p_at": at}
-    ).first()
-    return None if row is None else (Head(row[0], row[1]), row[2])
+    rows = t.statements.reserve.run(conn, {"p_sid": session_id, "p_agent": agent_id, "p_cost": cost, "p_at": at})
+    return (Head(rows[0][0], rows[0][1]), rows[0][2]) if rows else None
 
 
 def settle_budget(
     conn: Connection, t: ScopedModelRegistry, session_id: str, reserved: Decimal, spent: Decimal, at: int
 ) -> Head:
     """Replace a reservation with the amount actually spent, and claim one seq for the settlement event."""
-    row = conn.execute(
-        t.statements.settle_budget,
-        {"p_sid": session_id, "p_reserved": reserved, "p_spent": spent, "p_at": at},
-    ).one()
-    return Head(row[0], row[1])
+    params = {"p_sid": session_id, "p_reserved": reserved, "p_spent": spent, "p_at": at}
+    rows = t.statements.settle_budget.run(conn, params)
+    return Head(rows[0][0], rows[0][1])
 
 
 def set_status(conn: Connection, t: ScopedModelRegistry, session_id: str, status: SessionStatus) -> None:
@@ -92,8 +88,8 @@ def get(conn: Connection, t: ScopedModelRegistry, session_id: str) -> SessionRow
 
 def policy_hash_of(conn: Connection, t: ScopedModelRegistry, session_id: str) -> tuple[str | None, str] | None:
     """(policy hash, kind) of a stream, or None when there is no such stream."""
-    row = conn.execute(t.statements.policy_of_session, {"p_sid": session_id}).first()
-    return None if row is None else (row[0], row[1])
+    rows = t.statements.policy_of_session.run(conn, {"p_sid": session_id})
+    return (rows[0][0], rows[0][1]) if rows else None
 
 
 def list_rows(

@@ -1,7 +1,7 @@
-"""Statements on the hot path of propose and settle, built once per table registry.
+"""Statements on the hot path of propose and settle, built once per table registry and run as `Prepared`.
 
-SQLAlchemy caches compiled SQL, but building the expression tree itself costs tens of microseconds, which is
-more than SQLite needs to run the statement. So these are built once and reused with new parameters.
+Building a Core expression tree, and executing it through `Connection.execute`, each cost more than SQLite needs
+to run the statement, so these are built once, compiled once per dialect, and run with new parameters.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Integer, and_, bindparam, exists, func, insert, or_, select, update
 
+from agent_control_plane.store.prepared import Prepared
 from agent_control_plane.store.types import Money
 from agent_control_plane.types.sessions import KillScope, SessionStatus
 
@@ -47,7 +48,7 @@ class Statements:
         # is active, unkilled and has room, and the row lock it takes (on PostgreSQL; SQLite holds the database
         # write lock from BEGIN IMMEDIATE) makes concurrent reservations queue. PostgreSQL re-checks the WHERE
         # clause against the newest row version after waiting, so N workers can never overspend.
-        self.reserve = (
+        self.reserve = Prepared(
             update(s)
             .where(
                 s.c.id == bindparam("p_sid"),
@@ -68,14 +69,14 @@ class Statements:
 
         # Claiming the next sequence number takes the session row lock: events of one stream are appended one
         # transaction at a time, which is what keeps `seq` gap-free and the hash chain linear.
-        self.claim = (
+        self.claim = Prepared(
             update(s)
             .where(s.c.id == bindparam("p_sid"))
             .values(last_seq=s.c.last_seq + bindparam("p_count"), updated_at=bindparam("p_at"))
             .returning(*s.c)
         )
 
-        self.settle_budget = (
+        self.settle_budget = Prepared(
             update(s)
             .where(s.c.id == bindparam("p_sid"))
             .values(
@@ -87,11 +88,13 @@ class Statements:
             .returning(s.c.last_seq, s.c.last_hash)
         )
 
-        self.set_head = update(s).where(s.c.id == bindparam("p_sid")).values(last_hash=bindparam("p_hash"))
-        self.insert_event = insert(e)
-        self.insert_proposal = insert(p)
+        self.set_head = Prepared(update(s).where(s.c.id == bindparam("p_sid")).values(last_hash=bindparam("p_hash")))
+        self.insert_event = Prepared(insert(e), insert_columns=[c.key for c in e.c])
+        self.insert_proposal = Prepared(
+            insert(p), insert_columns=[c.key for c in p.c if c.key not in ("actual_cost", "result", "settled_at")]
+        )
 
-        self.settle_proposal = (
+        self.settle_proposal = Prepared(
             update(p)
             .where(p.c.id == bindparam("p_pid"), p.c.status == "reserved")
             .values(
@@ -109,9 +112,9 @@ class Statements:
         # the session lock: a retry can then never insert a duplicate key while another transaction is still
         # settling the original (which would make the insert wait on that transaction while holding the session
         # row it needs: a deadlock). SQLite ignores FOR UPDATE; BEGIN IMMEDIATE already serialises writers.
-        self.lock_session = select(s.c.id).where(s.c.id == bindparam("p_sid")).with_for_update()
+        self.lock_session = Prepared(select(s.c.id).where(s.c.id == bindparam("p_sid")).with_for_update())
 
-        self.policy_of_session = select(s.c.policy_hash, s.c.kind).where(s.c.id == bindparam("p_sid"))
-        self.proposal_by_key = select(p).where(
-            p.c.session_id == bindparam("p_sid"), p.c.idempotency_key == bindparam("p_key")
+        self.policy_of_session = Prepared(select(s.c.policy_hash, s.c.kind).where(s.c.id == bindparam("p_sid")))
+        self.proposal_by_key = Prepared(
+            select(p).where(p.c.session_id == bindparam("p_sid"), p.c.idempotency_key == bindparam("p_key"))
         )
