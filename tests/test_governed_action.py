@@ -12,6 +12,7 @@ from agent_control_plane import (
     AlreadySettledError,
     ControlPlaneFacade,
     DecisionCode,
+    InvalidInputError,
     ProposalNotFoundError,
     SessionNotFoundError,
 )
@@ -141,6 +142,14 @@ def test_idempotency_key_returns_the_original_decision_without_reserving_twice(
     other = cp.propose(sid, action="read_x", cost=Decimal("0.4"), idempotency_key="job-8")
     assert other.proposal_id != first.proposal_id
     assert len([e for e in cp.replay(sid) if e.kind == "proposal.decided"]) == 2
+
+
+def test_reusing_an_idempotency_key_for_another_call_is_refused(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("keys")
+    cp.propose(sid, action="read_x", args={"n": 1}, cost=Decimal("0.1"), idempotency_key="k")
+    with pytest.raises(InvalidInputError, match=r"'k' was already used .* \(its args, cost differ\)"):
+        cp.propose(sid, action="read_x", args={"n": 2}, cost=Decimal("0.2"), idempotency_key="k")
+    assert cp.get_remaining_budget(sid)["action_count"] == 1
 
 
 def test_unknown_session_raises_and_writes_nothing(cp: ControlPlaneFacade) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from agent_control_plane.errors import AlreadySettledError, ProposalNotFoundError
+from agent_control_plane.errors import AlreadySettledError, InvalidInputError, ProposalNotFoundError
 from agent_control_plane.plane.context import PlaneContext
 from agent_control_plane.policy.engine import TierChoice
 from agent_control_plane.store import eventlog, kills, proposals, sessions
@@ -69,6 +69,7 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
     if req.idempotency_key is not None:
         earlier = proposals.find_by_key(conn, t, req.session_id, req.idempotency_key)
         if earlier is not None:
+            _check_same_call(earlier, req)
             return _decision_from_row(earlier, replayed=True)
     choice = ctx.policy_for_session(conn, req.session_id).tier_for(req.action)
     at = ctx.now_micros()
@@ -183,6 +184,25 @@ def _refuse(
     # The conditional reservation failed, yet under the lock the session has room: a concurrent settle or kill
     # release changed it between the two statements. Decide again from the start rather than refuse wrongly.
     raise RetryTransaction
+
+
+def _check_same_call(earlier: Mapping[Any, Any], req: ProposalRequest) -> None:
+    """A retry must repeat the call it retries; reusing a key for another call is a bug in the caller."""
+    differences = [
+        name
+        for name, before, now in (
+            ("action", earlier["action"], req.action),
+            ("args", earlier["args"], req.args_text),
+            ("resource", earlier["resource"], req.resource),
+            ("cost", earlier["cost"], req.cost),
+        )
+        if before != now
+    ]
+    if differences:
+        raise InvalidInputError(
+            f"idempotency key {req.idempotency_key!r} was already used in this session for a different call "
+            f"(its {', '.join(differences)} differ); use a new key for a new call"
+        )
 
 
 def _decision_from_row(row: Mapping[Any, Any], *, replayed: bool) -> Decision:
