@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -16,8 +16,10 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+from agent_control_plane.clock import to_micros
 from agent_control_plane.errors import AlreadySettledError, InvalidInputError, ProposalNotFoundError
 from agent_control_plane.plane.context import PlaneContext
+from agent_control_plane.policy.conditions import Facts
 from agent_control_plane.policy.engine import TierChoice
 from agent_control_plane.store import eventlog, kills, proposals, sessions
 from agent_control_plane.store.dialect import RetryTransaction
@@ -71,8 +73,16 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
         if earlier is not None:
             _check_same_call(earlier, req)
             return _decision_from_row(earlier, replayed=True)
-    choice = ctx.policy_for_session(conn, req.session_id).tier_for(req.action)
-    at = ctx.now_micros()
+    engine = ctx.policy_for_session(conn, req.session_id)
+    now = ctx.clock.now()
+    at = to_micros(now)
+    facts = Facts(req.action, req.args, req.resource, req.agent_id, req.cost, now=now)
+    if engine.needs_session_facts:
+        session_agent, count, spent = sessions.facts_of(conn, t, req.session_id)
+        facts = replace(
+            facts, agent=req.agent_id or session_agent, session_action_count=count, session_spent_cost=spent
+        )
+    choice = engine.decide(facts)
     proposal_id = str(uuid.uuid4())
     reserved = sessions.reserve(conn, t, req.session_id, req.agent_id, req.cost, at) if choice.tier.executes else None
     if reserved is not None:
@@ -83,6 +93,7 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
             proposal_id=proposal_id,
             session_id=req.session_id,
             rule=choice.rule,
+            trace=choice.trace,
         )
     else:
         head, session_agent, decision = _refuse(conn, ctx, req, choice, proposal_id, at)
@@ -125,7 +136,13 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
         "reason": decision.reason,
         "rule": decision.rule,
         "idempotency_key": req.idempotency_key,
+        "trace": [step.as_dict() for step in decision.trace],
     }
+    if decision.steering is not None:
+        payload["steering"] = {
+            "guidance": decision.steering.guidance,
+            "alternatives": list(decision.steering.alternatives),
+        }
     eventlog.append(conn, t, req.session_id, head, [(EventKind.PROPOSAL_DECIDED, canonical_json(payload), at)])
     return decision
 
@@ -139,18 +156,18 @@ def _refuse(
     head = Head(state["last_seq"], state["last_hash"])
 
     def deny(reason: str, code: DecisionCode) -> tuple[Head, str | None, Decision]:
-        return (
-            head,
-            state["agent_id"],
-            Decision.deny(
-                choice.tier,
-                reason,
-                code,
-                proposal_id=proposal_id,
-                session_id=req.session_id,
-                rule=choice.rule,
-            ),
+        steering = choice.steering if code is DecisionCode.STEERED else None
+        decision = Decision.deny(
+            choice.tier,
+            reason,
+            code,
+            proposal_id=proposal_id,
+            session_id=req.session_id,
+            rule=choice.rule,
+            steering=steering,
+            trace=choice.trace,
         )
+        return head, state["agent_id"], decision
 
     covering = kills.engaged_covering(conn, ctx.tables, req.session_id, [req.agent_id, state["agent_id"]])
     if covering:
@@ -166,7 +183,8 @@ def _refuse(
     if choice.tier is ActionTier.ALWAYS_APPROVE:
         return deny(f"needs approval: {described}", DecisionCode.APPROVAL_REQUIRED)
     if choice.tier is ActionTier.STEER:
-        return deny(f"steered: {described}; re-plan with another action", DecisionCode.STEERED)
+        guidance = choice.steering.guidance if choice.steering is not None else "choose a different action"
+        return deny(f"steered: {described}; {guidance}", DecisionCode.STEERED)
     max_cost, max_count = state["max_cost"], state["max_action_count"]
     committed = state["spent_cost"] + state["reserved_cost"]
     if max_cost is not None and committed + req.cost > max_cost:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "contains", "matches", "glob", "exists")
 SIMPLE_FIELDS = ("action", "resource", "agent", "cost", "risk", "mode", "org", "team", "user")
@@ -125,6 +125,18 @@ class Condition(BaseModel):
             if children is not None and not children:
                 raise ValueError("all / any need at least one condition")
         return self
+
+    @model_serializer(mode="plain")
+    def _as_written(self) -> dict[str, Any]:
+        # Only the keys that define the node, so a dumped condition validates again as the same condition.
+        if self.all is not None:
+            return {"all": self.all}
+        if self.any is not None:
+            return {"any": self.any}
+        if self.not_ is not None:
+            return {"not": self.not_}
+        op, value = self.operator()
+        return {"field": self.field, op: value}
 
     def operator(self) -> tuple[str, Any]:
         for name in OPERATORS:
@@ -265,6 +277,17 @@ def _test(op: str, constant: Any) -> Callable[[Any], bool]:
         match = re.compile(fnmatch.translate(constant)).match
         return lambda value: isinstance(value, str) and match(value) is not None
     raise AssertionError(f"unhandled operator {op}")
+
+
+def fields_used(condition: Condition) -> set[str]:
+    """Every field a condition tree reads (to know, for instance, whether session facts must be loaded)."""
+    if condition.field is not None:
+        return {condition.field}
+    children = condition.all or condition.any or ([condition.not_] if condition.not_ is not None else [])
+    used: set[str] = set()
+    for child in children:
+        used |= fields_used(child)
+    return used
 
 
 def compile_condition(condition: Condition) -> Predicate:

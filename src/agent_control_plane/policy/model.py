@@ -6,6 +6,20 @@ The smallest valid policy::
     actions:
       "read_*": unrestricted            # glob patterns on the action name; the most specific match wins
       "delete_*": blocked
+
+Rules add conditions on everything else about a proposal; the first rule whose `when` holds decides, before
+`actions` and `default_tier` are consulted::
+
+    rules:
+      - name: no-drop-table
+        when: {all: [{field: action, eq: run_sql}, {field: args.query, matches: "(?i)drop\\s+table"}]}
+        tier: blocked
+        reason: dropping tables is never allowed
+      - name: staging-first
+        when: {field: resource, glob: "prod/*"}
+        tier: steer
+        guidance: deploy to staging and run the smoke tests first
+        alternatives: [deploy_staging]
 """
 
 from __future__ import annotations
@@ -17,10 +31,34 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent_control_plane.errors import PolicyError
+from agent_control_plane.policy.conditions import Condition
 from agent_control_plane.types.decisions import ActionTier
+
+
+class Rule(BaseModel):
+    """A condition and the tier it leads to. Rules are tried in file order; the first whose `when` holds decides."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str | None = Field(None, description="Shown in reasons and traces; defaults to 'rule N' (1-based).")
+    when: Condition = Field(description="The condition tree that makes this rule apply.")
+    tier: ActionTier = Field(description="The tier of a proposal this rule applies to.")
+    reason: str | None = Field(None, description="Why, in words the agent and the operator will read.")
+    guidance: str | None = Field(None, description="steer rules only: what the agent should do instead.")
+    alternatives: list[str] = Field(
+        default_factory=list, description="steer rules only: actions the agent may propose instead."
+    )
+
+    @model_validator(mode="after")
+    def _steering_only_on_steer(self) -> Rule:
+        if self.tier is ActionTier.STEER and not self.guidance:
+            raise ValueError("a steer rule needs guidance: tell the agent what to do instead")
+        if self.tier is not ActionTier.STEER and (self.guidance or self.alternatives):
+            raise ValueError(f"guidance and alternatives belong to steer rules, not to a {self.tier.value} rule")
+        return self
 
 
 class Policy(BaseModel):
@@ -36,6 +74,10 @@ class Policy(BaseModel):
         default_factory=dict,
         description="Action-name glob pattern (*, ?, [abc]) → tier. An exact name beats any glob; among globs the "
         "one with more literal characters wins.",
+    )
+    rules: list[Rule] = Field(
+        default_factory=list,
+        description="Conditional rules, tried in order before `actions`; the first whose condition holds decides.",
     )
 
     @field_validator("actions")
@@ -106,8 +148,10 @@ def _explain(error: Any) -> str:
         allowed = ", ".join(tier.value for tier in ActionTier)
         return f"unknown tier {error['input']!r} (expected one of {allowed})"
     if error["type"] == "extra_forbidden":
-        return "unknown key (expected default_tier, actions)"
-    return str(error["msg"])
+        owner = Rule if error["loc"][:1] == ("rules",) and len(error["loc"]) == 3 else Policy
+        return f"unknown key (expected one of {', '.join(owner.model_fields)})"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
 
 
 def _line_index(node: yaml.Node | None) -> dict[tuple[str, ...], int]:

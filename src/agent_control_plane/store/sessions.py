@@ -86,6 +86,13 @@ def get(conn: Connection, t: ScopedModelRegistry, session_id: str) -> SessionRow
     return None if row is None else row._mapping
 
 
+def facts_of(conn: Connection, t: ScopedModelRegistry, session_id: str) -> tuple[str | None, int, Decimal]:
+    """(agent id, actions so far, cost spent so far) of a session, read under its row lock."""
+    rows = t.statements.session_facts.run(conn, {"p_sid": session_id})
+    agent_id, count, spent = rows[0]
+    return agent_id, int(count), spent
+
+
 def policy_hash_of(conn: Connection, t: ScopedModelRegistry, session_id: str) -> tuple[str | None, str] | None:
     """(policy hash, kind) of a stream, or None when there is no such stream."""
     rows = t.statements.policy_of_session.run(conn, {"p_sid": session_id})

@@ -114,6 +114,10 @@ class Statements:
         # row it needs: a deadlock). SQLite ignores FOR UPDATE; BEGIN IMMEDIATE already serialises writers.
         self.lock_session = Prepared(select(s.c.id).where(s.c.id == bindparam("p_sid")).with_for_update())
 
+        self.session_facts = Prepared(
+            select(s.c.agent_id, s.c.action_count, s.c.spent_cost).where(s.c.id == bindparam("p_sid")).with_for_update()
+        )
+
         self.policy_of_session = Prepared(select(s.c.policy_hash, s.c.kind).where(s.c.id == bindparam("p_sid")))
         self.proposal_by_key = Prepared(
             select(p).where(p.c.session_id == bindparam("p_sid"), p.c.idempotency_key == bindparam("p_key"))

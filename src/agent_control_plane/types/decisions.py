@@ -39,6 +39,39 @@ class DecisionCode(StrEnum):
     ACTION_COUNT_EXCEEDED = "action_count_exceeded"
 
 
+SEVERITY: dict[ActionTier, int] = {
+    ActionTier.BLOCKED: 4,
+    ActionTier.STEER: 3,
+    ActionTier.ALWAYS_APPROVE: 2,
+    ActionTier.AUTO_APPROVE: 1,
+    ActionTier.UNRESTRICTED: 0,
+}
+"""When several sources disagree, the most severe tier wins: deny beats steer beats approval beats allow."""
+
+
+@dataclass(frozen=True, slots=True)
+class SteeringContext:
+    """What a steered agent should do instead: guidance to read, and actions it may propose in place of this one."""
+
+    guidance: str
+    alternatives: tuple[str, ...] = ()
+    rule: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TraceStep:
+    """One policy entry consulted while deciding, and whether it applied."""
+
+    step: str
+    """rule, actions or default."""
+    name: str
+    matched: bool
+    tier: ActionTier | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"step": self.step, "name": self.name, "matched": self.matched, "tier": self.tier}
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The control plane's answer to one proposal.
@@ -57,10 +90,23 @@ class Decision:
     ticket_id: str | None = None
     replayed: bool = False
     """True when an idempotency key matched an earlier proposal and this is that proposal's original decision."""
+    steering: SteeringContext | None = None
+    """For a steered proposal: the guidance and alternatives the agent should re-plan with."""
+    trace: tuple[TraceStep, ...] = ()
+    """The policy entries consulted, in order, ending with the one that chose the tier."""
 
     @classmethod
-    def allow(cls, tier: ActionTier, reason: str, *, proposal_id: str, session_id: str, rule: str | None) -> Decision:
-        return cls(tier, True, reason, DecisionCode.ALLOWED, proposal_id, session_id, rule)
+    def allow(
+        cls,
+        tier: ActionTier,
+        reason: str,
+        *,
+        proposal_id: str,
+        session_id: str,
+        rule: str | None,
+        trace: tuple[TraceStep, ...] = (),
+    ) -> Decision:
+        return cls(tier, True, reason, DecisionCode.ALLOWED, proposal_id, session_id, rule, trace=trace)
 
     @classmethod
     def deny(
@@ -72,5 +118,7 @@ class Decision:
         proposal_id: str,
         session_id: str,
         rule: str | None,
+        steering: SteeringContext | None = None,
+        trace: tuple[TraceStep, ...] = (),
     ) -> Decision:
-        return cls(tier, False, reason, code, proposal_id, session_id, rule)
+        return cls(tier, False, reason, code, proposal_id, session_id, rule, steering=steering, trace=trace)
