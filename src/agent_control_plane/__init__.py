@@ -25,7 +25,7 @@ from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.policy.engine import PolicyEngine, TierChoice
 from agent_control_plane.policy.model import Policy, load_policy
 from agent_control_plane.store.tables import ScopedModelRegistry
-from agent_control_plane.types.decisions import ActionTier, Decision, DecisionCode
+from agent_control_plane.types.decisions import ActionTier, Decision, DecisionCode, SteeringContext, TraceStep
 from agent_control_plane.types.events import EventFrame, EventKind, VerifyReport
 from agent_control_plane.types.sessions import (
     BudgetSnapshot,
@@ -68,9 +68,11 @@ __all__ = [
     "SessionStateError",
     "SessionStatus",
     "Settlement",
+    "SteeringContext",
     "StorageError",
     "SystemClock",
     "TierChoice",
+    "TraceStep",
     "VerifyReport",
     "__version__",
     "load_policy",

@@ -31,6 +31,7 @@ from agent_control_plane import (
     SessionStatus,
     VerifyReport,
 )
+from agent_control_plane.cli_policy import policy_app
 
 NO_LIMIT = "∞"
 PIPED_WIDTH = 200
@@ -86,6 +87,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(events_app, name="events")
 app.add_typer(kill_app, name="kill")
+app.add_typer(policy_app, name="policy")
 
 
 SessionArgument = Annotated[str, typer.Argument(metavar="SESSION", help="The session id.")]

@@ -126,7 +126,7 @@ def parse_policy_text(text: str, *, origin: str = "policy") -> Policy:
         data = {}
     if not isinstance(data, dict):
         raise PolicyError(f"{origin}: a policy must be a mapping (keys such as default_tier, actions)")
-    return _validate(data, origin=origin, lines=_line_index(node))
+    return _validate(data, origin=origin, lines=line_index(node))
 
 
 def _validate(data: dict[str, Any], *, origin: str, lines: dict[tuple[str, ...], int]) -> Policy:
@@ -136,7 +136,7 @@ def _validate(data: dict[str, Any], *, origin: str, lines: dict[tuple[str, ...],
         problems = []
         for error in exc.errors():
             loc = tuple(str(part) for part in error["loc"])
-            line = _nearest_line(lines, loc)
+            line = nearest_line(lines, loc)
             where = f"line {line}: " if line else ""
             path = ".".join(loc) or "(top level)"
             problems.append(f"{where}{path}: {_explain(error)}")
@@ -154,7 +154,7 @@ def _explain(error: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _line_index(node: yaml.Node | None) -> dict[tuple[str, ...], int]:
+def line_index(node: yaml.Node | None) -> dict[tuple[str, ...], int]:
     """Map each key path of a YAML document to its 1-based line, so errors can point at the file."""
     index: dict[tuple[str, ...], int] = {}
 
@@ -174,7 +174,7 @@ def _line_index(node: yaml.Node | None) -> dict[tuple[str, ...], int]:
     return index
 
 
-def _nearest_line(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
+def nearest_line(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
     for end in range(len(loc), -1, -1):
         if loc[:end] in lines:
             return lines[loc[:end]]

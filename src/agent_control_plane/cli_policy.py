@@ -1,0 +1,108 @@
+"""`acp policy …`: check a policy file and see how it decides, without a database."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from agent_control_plane.errors import InvalidInputError, PolicyError
+from agent_control_plane.policy.conditions import Facts
+from agent_control_plane.policy.engine import PolicyEngine
+from agent_control_plane.policy.lint import lint, policy_json_schema
+from agent_control_plane.policy.model import line_index, load_policy, nearest_line
+
+policy_app = typer.Typer(
+    no_args_is_help=True,
+    help="Check a policy file, print its JSON Schema, and explain how it decides a proposal (no database needed).",
+)
+
+PolicyFile = Annotated[Path, typer.Argument(metavar="FILE", help="The policy file (YAML or JSON).")]
+
+
+@policy_app.command("validate")
+def validate(file: PolicyFile) -> None:
+    """Check FILE against the schema and for dead rules; list every problem with its line. Exit 1 if any."""
+    console = Console(highlight=False)
+    try:
+        policy = load_policy(file)
+    except PolicyError as exc:
+        for problem in exc.errors or [str(exc)]:
+            console.print(f"{file}: {problem}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    problems = lint(policy)
+    lines = line_index(yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader))
+    for where, problem in problems:
+        line = nearest_line(lines, where)
+        console.print(f"{file}: line {line}: {'.'.join(where)}: {problem}", markup=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)
+    console.print(
+        f"{file}: valid ({len(policy.rules)} rules, {len(policy.actions)} action patterns, "
+        f"default tier {policy.default_tier.value})",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+@policy_app.command("schema")
+def schema() -> None:
+    """Print the policy file's JSON Schema (point your editor's YAML/JSON validation at it)."""
+    typer.echo(json.dumps(policy_json_schema(), indent=2, sort_keys=True))
+
+
+@policy_app.command("explain")
+def explain(
+    file: PolicyFile,
+    action: Annotated[str, typer.Option("--action", help="The action name to decide.")],
+    args: Annotated[str, typer.Option("--args", help="The proposal's arguments as a JSON object.")] = "{}",
+    resource: Annotated[str | None, typer.Option("--resource", help="The resource acted on.")] = None,
+    agent: Annotated[str | None, typer.Option("--agent", help="The proposing agent's id.")] = None,
+    cost: Annotated[str, typer.Option("--cost", help="The proposal's cost.")] = "0",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision and its trace as JSON.")] = False,
+) -> None:
+    """Decide one proposal under FILE and print the tier, the entry that chose it, and every entry consulted."""
+    try:
+        parsed: Any = json.loads(args)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"--args is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise InvalidInputError('--args must be a JSON object, e.g. \'{"query": "select 1"}\'')
+    try:
+        amount = Decimal(cost)
+    except InvalidOperation:
+        raise InvalidInputError(f"--cost is not a number: {cost!r}") from None
+    choice = PolicyEngine(file).decide(Facts(action, parsed, resource, agent, amount))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "tier": choice.tier.value,
+                    "step": choice.step,
+                    "rule": choice.rule,
+                    "reason": choice.describe(action),
+                    "steering": None
+                    if choice.steering is None
+                    else {"guidance": choice.steering.guidance, "alternatives": list(choice.steering.alternatives)},
+                    "trace": [step.as_dict() for step in choice.trace],
+                },
+                indent=2,
+            )
+        )
+        return
+    console = Console(highlight=False)
+    console.print(f"{choice.tier.value}: {choice.describe(action)}", markup=False, soft_wrap=True)
+    if choice.steering is not None:
+        console.print(f"guidance: {choice.steering.guidance}", markup=False, soft_wrap=True)
+        if choice.steering.alternatives:
+            console.print(f"alternatives: {', '.join(choice.steering.alternatives)}", markup=False)
+    table = Table("step", "entry", "applied", "tier", title="trace", title_justify="left")
+    for step in choice.trace:
+        table.add_row(step.step, step.name, "yes" if step.matched else "no", step.tier.value if step.tier else "")
+    console.print(table)

@@ -1,0 +1,60 @@
+"""Semantic checks on a valid policy: what the schema cannot see but a reviewer would flag."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from agent_control_plane.policy.conditions import Condition
+from agent_control_plane.policy.model import Policy
+
+SCHEMA_PATH = Path(__file__).with_name("policy.schema.json")
+
+
+def policy_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the policy file (the same text ships as policy.schema.json for editors)."""
+    schema = Policy.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "agent-control-plane policy"
+    return schema
+
+
+def _always(condition: Condition) -> bool:
+    """Conditions that hold for every proposal (every proposal has an action)."""
+    if condition.field == "action":
+        op, value = condition.operator()
+        return (op == "glob" and value == "*") or (op == "exists" and value is True)
+    if condition.all is not None:
+        return all(_always(child) for child in condition.all)
+    if condition.any is not None:
+        return any(_always(child) for child in condition.any)
+    return False
+
+
+def lint(policy: Policy) -> list[tuple[tuple[str, ...], str]]:
+    """Problems that make part of a valid policy dead or misleading: (where, what) with `where` a key path."""
+    problems: list[tuple[tuple[str, ...], str]] = []
+    seen: dict[str, str] = {}
+    catch_all: str | None = None
+    for number, rule in enumerate(policy.rules, start=1):
+        name = rule.name or f"rule {number}"
+        if catch_all is not None:
+            problems.append(
+                (("rules", str(number - 1)), f"{name}: unreachable: {catch_all!r} before it matches everything")
+            )
+            continue
+        key = json.dumps(rule.when.model_dump(mode="json"), sort_keys=True)
+        if key in seen:
+            problems.append((("rules", str(number - 1)), f"{name}: unreachable: {seen[key]!r} has the same condition"))
+        seen.setdefault(key, name)
+        if _always(rule.when):
+            catch_all = name
+    if catch_all is not None and policy.actions:
+        problems.append((("actions",), f"unreachable: rule {catch_all!r} matches every proposal first"))
+    names = [rule.name for rule in policy.rules if rule.name]
+    for duplicate in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(
+            (("rules",), f"the name {duplicate!r} is used more than once, so traces cannot tell them apart")
+        )
+    return problems
