@@ -22,7 +22,16 @@ from agent_control_plane.errors import (
 from agent_control_plane.facade import ControlPlaneFacade
 from agent_control_plane.plane.events import BufferStats
 from agent_control_plane.plane.proposals import Outcome, Settlement
+from agent_control_plane.policy.conditions import Condition, Facts
 from agent_control_plane.policy.engine import PolicyEngine, TierChoice
+from agent_control_plane.policy.evaluators import (
+    EvaluatorRegistry,
+    EvaluatorSpec,
+    ListEvaluator,
+    ParallelPolicyEvaluator,
+    RegexEvaluator,
+    Verdict,
+)
 from agent_control_plane.policy.model import Policy, load_policy
 from agent_control_plane.store.tables import ScopedModelRegistry
 from agent_control_plane.types.decisions import ActionTier, Decision, DecisionCode, SteeringContext, TraceStep
@@ -44,23 +53,30 @@ __all__ = [
     "BudgetSnapshot",
     "BufferStats",
     "Clock",
+    "Condition",
     "ControlPlaneError",
     "ControlPlaneFacade",
     "Decision",
     "DecisionCode",
+    "EvaluatorRegistry",
+    "EvaluatorSpec",
     "EventFrame",
     "EventKind",
     "EventLogError",
+    "Facts",
     "InvalidInputError",
     "KillScope",
     "KillSwitchInfo",
+    "ListEvaluator",
     "ManualClock",
     "NotFoundError",
     "Outcome",
+    "ParallelPolicyEvaluator",
     "Policy",
     "PolicyEngine",
     "PolicyError",
     "ProposalNotFoundError",
+    "RegexEvaluator",
     "SchemaNotReadyError",
     "ScopedModelRegistry",
     "SessionInfo",
@@ -73,6 +89,7 @@ __all__ = [
     "SystemClock",
     "TierChoice",
     "TraceStep",
+    "Verdict",
     "VerifyReport",
     "__version__",
     "load_policy",

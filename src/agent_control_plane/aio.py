@@ -18,6 +18,7 @@ from agent_control_plane.plane.core import ControlPlaneCore
 from agent_control_plane.plane.events import BufferStats
 from agent_control_plane.plane.operation import Operation, failure, perform
 from agent_control_plane.plane.proposals import Outcome, Settlement
+from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
 from agent_control_plane.store.dialect import (
     SqliteSync,
@@ -59,6 +60,7 @@ class AsyncControlPlaneFacade:
         sqlite_synchronous: SqliteSync = "FULL",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         event_buffer_capacity: int = 10_000,
+        evaluators: EvaluatorRegistry | None = None,
     ) -> Self:
         core = ControlPlaneCore(
             policy=policy,
@@ -66,6 +68,7 @@ class AsyncControlPlaneFacade:
             registry=registry or ScopedModelRegistry(table_prefix, schema),
             max_payload_bytes=max_payload_bytes,
             event_buffer_capacity=event_buffer_capacity,
+            evaluators=evaluators,
         )
         options = StorageOptions(sqlite_synchronous=sqlite_synchronous)
         return cls(create_asynchronous_engine(database_url, options), core)

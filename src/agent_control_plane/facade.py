@@ -18,6 +18,7 @@ from agent_control_plane.plane.core import ControlPlaneCore
 from agent_control_plane.plane.events import BufferStats
 from agent_control_plane.plane.operation import Operation, failure, perform
 from agent_control_plane.plane.proposals import Outcome, Settlement
+from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
 from agent_control_plane.store.dialect import SqliteSync, StorageOptions, create_sync_engine
 from agent_control_plane.store.tables import ScopedModelRegistry
@@ -60,12 +61,14 @@ class ControlPlaneFacade:
         sqlite_synchronous: SqliteSync = "FULL",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         event_buffer_capacity: int = 10_000,
+        evaluators: EvaluatorRegistry | None = None,
     ) -> Self:
         """Connect to `database_url` (`sqlite:///path.db` or `postgresql://…`).
 
         `policy` is a YAML/JSON path, a dict or a `Policy`; without one every action needs approval.
         `registry` (or `table_prefix` / `schema`) names this control plane's tables. `clock` defaults to the
-        system clock; pass a `ManualClock` to simulate time.
+        system clock; pass a `ManualClock` to simulate time. `evaluators` holds custom evaluator types (by
+        default the built-ins plus those discovered from the `agent_control_plane.evaluators` entry points).
         """
         core = ControlPlaneCore(
             policy=policy,
@@ -73,6 +76,7 @@ class ControlPlaneFacade:
             registry=registry or ScopedModelRegistry(table_prefix, schema),
             max_payload_bytes=max_payload_bytes,
             event_buffer_capacity=event_buffer_capacity,
+            evaluators=evaluators,
         )
         return cls(create_sync_engine(database_url, StorageOptions(sqlite_synchronous=sqlite_synchronous)), core)
 

@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from agent_control_plane.clock import Clock, from_micros, to_micros
 from agent_control_plane.errors import PolicyError, SessionNotFoundError
 from agent_control_plane.policy.engine import PolicyEngine
+from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import Policy
 from agent_control_plane.store import sessions
 from agent_control_plane.store.statements import CONTROL_KIND
@@ -25,9 +26,16 @@ class PlaneContext:
     """Shared, thread-safe state of one control plane instance. Holds no database connection."""
 
     def __init__(
-        self, tables: ScopedModelRegistry, clock: Clock, policy: PolicyEngine, *, max_payload_bytes: int
+        self,
+        tables: ScopedModelRegistry,
+        clock: Clock,
+        policy: PolicyEngine,
+        *,
+        max_payload_bytes: int,
+        evaluators: EvaluatorRegistry,
     ) -> None:
         self.tables = tables
+        self.evaluators = evaluators
         self.clock = clock
         self.policy = policy
         self.max_payload_bytes = max_payload_bytes
@@ -69,7 +77,7 @@ class PlaneContext:
             body = sessions.load_policy_body(conn, self.tables, digest)
             if body is None:
                 raise PolicyError(f"session {session_id} refers to policy snapshot {digest} that is not stored")
-            engine = PolicyEngine(Policy.model_validate_json(body))
+            engine = PolicyEngine(Policy.model_validate_json(body), registry=self.evaluators)
         self.remember_session_policy(session_id, digest, engine)
         return engine
 

@@ -19,6 +19,7 @@ from agent_control_plane.plane.events import BufferStats, EventBuffer, PendingEv
 from agent_control_plane.plane.operation import Operation
 from agent_control_plane.plane.proposals import Outcome, ProposalRequest, Settlement
 from agent_control_plane.policy.engine import PolicyEngine
+from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
 from agent_control_plane.store import migrate
 from agent_control_plane.store.tables import ScopedModelRegistry
@@ -75,13 +76,16 @@ class ControlPlaneCore:
         registry: ScopedModelRegistry | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         event_buffer_capacity: int = 10_000,
+        evaluators: EvaluatorRegistry | None = None,
     ) -> None:
-        engine = PolicyEngine(DEFAULT_POLICY if policy is None else policy)
+        evaluators = evaluators or EvaluatorRegistry()
+        engine = PolicyEngine(DEFAULT_POLICY if policy is None else policy, registry=evaluators)
         self.ctx = PlaneContext(
             registry or ScopedModelRegistry(),
             clock or SystemClock(),
             engine,
             max_payload_bytes=max_payload_bytes,
+            evaluators=evaluators,
         )
         self.buffer = EventBuffer(capacity=event_buffer_capacity)
 
@@ -106,7 +110,7 @@ class ControlPlaneCore:
         max_action_count: int | None,
         policy: PolicySource | None,
     ) -> Operation[str]:
-        engine = self.ctx.policy if policy is None else PolicyEngine(policy)
+        engine = self.ctx.policy if policy is None else PolicyEngine(policy, registry=self.ctx.evaluators)
         fn = partial(
             sessions.open_session,
             ctx=self.ctx,

@@ -33,7 +33,8 @@ SIMPLE_FIELDS = ("action", "resource", "agent", "cost", "risk", "mode", "org", "
 SESSION_FIELDS = ("session.action_count", "session.spent_cost")
 TIME_FIELDS = ("time.hour", "time.minute", "time.weekday")
 
-_MISSING = object()
+MISSING = object()
+"""What a getter returns for a field the proposal does not have."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +158,8 @@ def check_field(name: str) -> None:
     )
 
 
-def _getter(name: str) -> Getter:
+def getter(name: str) -> Getter:
+    """A function reading field `name` (already checked) from facts; `MISSING` when absent."""
     simple: dict[str, Getter] = {
         "action": lambda f: f.action,
         "resource": lambda f: f.resource,
@@ -176,20 +178,20 @@ def _getter(name: str) -> Getter:
     }
     if name in simple:
         plain = simple[name]
-        return lambda f: _MISSING if (value := plain(f)) is None else value
+        return lambda f: MISSING if (value := plain(f)) is None else value
     path = tuple(name[5:].split("."))
 
     def from_args(facts: Facts) -> Any:
         value: Any = facts.args
         for part in path:
             if isinstance(value, Mapping):
-                value = value.get(part, _MISSING)
+                value = value.get(part, MISSING)
             elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
                 value = value[int(part)]
             else:
-                return _MISSING
-            if value is _MISSING:
-                return _MISSING
+                return MISSING
+            if value is MISSING:
+                return MISSING
         return value
 
     return from_args
@@ -316,10 +318,10 @@ def compile_condition(condition: Condition) -> Predicate:
         inner = compile_condition(condition.not_)
         return lambda facts: not inner(facts)
     assert condition.field is not None
-    get = _getter(condition.field)
+    get = getter(condition.field)
     op, constant = condition.operator()
     if op == "exists":
         wanted = bool(constant)
-        return lambda facts: (get(facts) is not _MISSING) is wanted
+        return lambda facts: (get(facts) is not MISSING) is wanted
     test = _test(op, constant)
-    return lambda facts: (value := get(facts)) is not _MISSING and test(value)
+    return lambda facts: (value := get(facts)) is not MISSING and test(value)

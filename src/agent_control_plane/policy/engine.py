@@ -9,12 +9,22 @@ index of the rule that applied says everything about the rules before it.
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import cast
 
+from agent_control_plane.errors import PolicyError
 from agent_control_plane.policy.conditions import Facts, compile_condition, fields_used
+from agent_control_plane.policy.evaluators import (
+    EvaluatorRegistry,
+    EvaluatorSpec,
+    Verdict,
+    most_severe,
+)
 from agent_control_plane.policy.model import PolicySource, Rule, load_policy
-from agent_control_plane.types.decisions import ActionTier, SteeringContext, TraceStep
+from agent_control_plane.types.decisions import SEVERITY, ActionTier, SteeringContext, TraceStep
 
 _WILDCARDS = re.compile(r"[*?\[\]]")
 
@@ -30,8 +40,14 @@ class TierChoice:
     reason: str | None = None
     steering: SteeringContext | None = None
     rules_tried: tuple[str, ...] = field(default=(), repr=False)
+    evaluations: tuple[TraceStep, ...] = field(default=(), repr=False)
+    overruled: TierChoice | None = field(default=None, repr=False)
+    """For an evaluator's decision: what the rules and actions had chosen."""
 
     def describe(self, action: str) -> str:
+        if self.step == "evaluator":
+            because = f": {self.reason}" if self.reason else ""
+            return f"evaluator {self.rule!r} makes action {action!r} {self.tier.value}{because}"
         if self.step == "rule":
             because = f": {self.reason}" if self.reason else ""
             return f"rule {self.rule!r} makes action {action!r} {self.tier.value}{because}"
@@ -43,20 +59,25 @@ class TierChoice:
 
     @property
     def trace(self) -> tuple[TraceStep, ...]:
+        if self.overruled is not None:
+            return self.overruled.trace + self.evaluations
         tried = [TraceStep("rule", name, False) for name in self.rules_tried]
         if self.step == "rule":
             tried[-1] = TraceStep("rule", tried[-1].name, True, self.tier)
-            return tuple(tried)
-        return (*tried, TraceStep(self.step, self.rule or "default_tier", True, self.tier))
+            return (*tried, *self.evaluations)
+        return (*tried, TraceStep(self.step, self.rule or "default_tier", True, self.tier), *self.evaluations)
 
 
 class PolicyEngine:
     """Decides a proposal's tier under one policy. Same policy and facts, same answer."""
 
-    __slots__ = ("_default", "_exact", "_globs", "_rules", "needs_session_facts", "policy")
+    __slots__ = ("_default", "_evaluators", "_exact", "_globs", "_rules", "needs_session_facts", "policy")
 
-    def __init__(self, policy: PolicySource) -> None:
+    def __init__(self, policy: PolicySource, *, registry: EvaluatorRegistry | None = None) -> None:
         self.policy = load_policy(policy)
+        if self.policy.evaluators and registry is None:
+            registry = EvaluatorRegistry(discover=False)
+        self._evaluators = tuple(_sync_evaluator(registry, spec) for spec in self.policy.evaluators if registry)
         names = tuple(rule.name or f"rule {n}" for n, rule in enumerate(self.policy.rules, start=1))
         self._rules = tuple(
             (compile_condition(rule.when), _choice_for_rule(rule, names[: n + 1]))
@@ -83,7 +104,36 @@ class PolicyEngine:
         )
 
     def decide(self, facts: Facts) -> TierChoice:
-        """The first rule whose condition holds; else the most specific `actions` entry; else the default tier."""
+        """The first rule whose condition holds, else the most specific `actions` entry, else the default tier;
+        then the evaluators, whose most severe objection wins over that tier (the first deny stops them)."""
+        choice = self._by_rules_and_actions(facts)
+        if not self._evaluators or choice.tier is ActionTier.BLOCKED:
+            return choice
+        verdicts: list[Verdict] = []
+        for evaluate in self._evaluators:
+            verdict = evaluate(facts)
+            verdicts.append(verdict)
+            if verdict.tier is ActionTier.BLOCKED:
+                break
+        worst = most_severe(verdicts)
+        steps = tuple(TraceStep("evaluator", v.evaluator, v.objects, v.tier) for v in verdicts)
+        if worst is None or worst.tier is None or SEVERITY[worst.tier] <= SEVERITY[choice.tier]:
+            return replace(choice, evaluations=steps)
+        steering = None
+        if worst.tier is ActionTier.STEER:
+            steering = SteeringContext(worst.reason or "choose a different action", (), worst.evaluator)
+        return TierChoice(
+            worst.tier,
+            worst.evaluator,
+            "evaluator",
+            worst.reason,
+            steering,
+            choice.rules_tried,
+            evaluations=steps,
+            overruled=choice,
+        )
+
+    def _by_rules_and_actions(self, facts: Facts) -> TierChoice:
         for holds, choice in self._rules:
             if holds(facts):
                 return choice
@@ -101,6 +151,17 @@ class PolicyEngine:
             if match(action) is not None:
                 return glob_choice
         return self._default
+
+
+def _sync_evaluator(registry: EvaluatorRegistry | None, spec: EvaluatorSpec) -> Callable[[Facts], Verdict]:
+    assert registry is not None
+    evaluator = registry.create(spec)
+    if inspect.iscoroutinefunction(evaluator.evaluate):
+        raise PolicyError(
+            f"evaluator {spec.name!r} ({spec.type}) is asynchronous; propose runs evaluators synchronously, so "
+            "wrap its I/O in a synchronous evaluate() or run it through ParallelPolicyEvaluator before proposing"
+        )
+    return cast(Callable[[Facts], Verdict], evaluator.evaluate)
 
 
 def _choice_for_rule(rule: Rule, tried: tuple[str, ...]) -> TierChoice:

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent_control_plane.errors import PolicyError
 from agent_control_plane.policy.conditions import Condition
+from agent_control_plane.policy.evaluators import EvaluatorSpec
 from agent_control_plane.types.decisions import ActionTier
 
 
@@ -78,6 +79,11 @@ class Policy(BaseModel):
     rules: list[Rule] = Field(
         default_factory=list,
         description="Conditional rules, tried in order before `actions`; the first whose condition holds decides.",
+    )
+    evaluators: list[EvaluatorSpec] = Field(
+        default_factory=list,
+        description="Checks that may object to any proposal (regex, list, or registered types); the most severe "
+        "of their objections and the rule's tier wins.",
     )
 
     @field_validator("actions")
@@ -148,7 +154,8 @@ def _explain(error: Any) -> str:
         allowed = ", ".join(tier.value for tier in ActionTier)
         return f"unknown tier {error['input']!r} (expected one of {allowed})"
     if error["type"] == "extra_forbidden":
-        owner = Rule if error["loc"][:1] == ("rules",) and len(error["loc"]) == 3 else Policy
+        owners: dict[str, type[BaseModel]] = {"rules": Rule, "evaluators": EvaluatorSpec}
+        owner = owners.get(str(error["loc"][0]), Policy) if len(error["loc"]) == 3 else Policy
         return f"unknown key (expected one of {', '.join(owner.model_fields)})"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
