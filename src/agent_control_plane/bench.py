@@ -2,10 +2,10 @@
 
 One governed action is `propose` (an allowed, unrestricted action with a cost) followed by `settle`,
 through `ControlPlaneFacade`. The "limit" is the same SQL: the statements one propose+settle issues are
-captured from the facade's engine (`before_cursor_execute`) and replayed with the bare driver (sqlite3 /
-psycopg), with the same transaction boundaries, PRAGMAs, number of worker processes and session layout, into
-tables of their own. So ours/limit is the share of the database's own speed the library keeps, and the replay
-follows the storage layer whenever it changes.
+captured with the storage layer's statement trace and replayed with the bare driver (sqlite3 / psycopg), with the
+same transaction boundaries, PRAGMAs, number of worker processes and session layout, into tables of their own.
+So ours/limit is the share of the database's own speed the library keeps, and the replay follows the storage
+layer whenever it changes.
 
     python -m agent_control_plane.bench [--seconds 3] [--repeats 3] [--only sqlite|postgres] [--json]
 """
@@ -13,424 +13,32 @@ follows the storage layer whenever it changes.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import multiprocessing as mp
 import os
-import sqlite3
 import statistics
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
-from decimal import Decimal
-from multiprocessing.context import SpawnProcess
-from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Event
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
+from agent_control_plane._bench.action import POLICY, Backend, BenchError
+from agent_control_plane._bench.capture import capture_action
+from agent_control_plane._bench.replay import ReplayPlan, build_plan, psycopg_dsn
+from agent_control_plane._bench.workers import Job, WorkerPool, WorkerResult
 from agent_control_plane.facade import ControlPlaneFacade
 from agent_control_plane.store.dialect import SqliteSync
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
-ACTION = "bench_action"
-COST = Decimal("0.01")
-POLICY: dict[str, Any] = {"default_tier": "always_approve", "actions": {ACTION: "unrestricted"}}
 OURS_PREFIX = "bench_ours_"
 LIMIT_PREFIX = "bench_limit_"
-WARM_UP_ACTIONS = 20
-Backend = Literal["sqlite", "postgres"]
-
-
-class BenchError(Exception):
-    """The benchmark could not run a row (a worker failed, or the captured statements cannot be replayed)."""
-
-
-# capturing the statements of one governed action ------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class CapturedStatement:
-    """One cursor execution (or the commit that ends a transaction) seen on the facade's engine."""
-
-    statement: str
-    rows: tuple[tuple[Any, ...], ...] = ()
-    """Parameter values as the driver got them; one tuple per row (several only for executemany)."""
-    names: tuple[str, ...] = ()
-    """Bind names, parallel to each row's values."""
-    named: bool = False
-    """The driver takes a dict (psycopg's pyformat) rather than a positional tuple (sqlite3's qmark)."""
-    returning: tuple[str, ...] = ()
-    executemany: bool = False
-    commit: bool = False
-
-    @property
-    def verb(self) -> str:
-        return "COMMIT" if self.commit else self.statement.lstrip().split(None, 1)[0].upper()
-
-
-@dataclass(frozen=True, slots=True)
-class Capture:
-    """The statements of one propose+settle, and the ids that appear in their parameters."""
-
-    statements: tuple[CapturedStatement, ...]
-    session_id: str
-    proposal_id: str
-
-
-def capture_action(cp: ControlPlaneFacade, session_id: str) -> Capture:
-    """Run one propose+settle on `cp` and record every statement it sent to the driver, and each commit."""
-    _governed_action(cp, session_id)  # warm: policy snapshot cached, statements compiled
-    seen: list[CapturedStatement] = []
-
-    def on_execute(_conn: Any, _cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        compiled = getattr(context, "compiled", None)
-        sets = list(parameters) if executemany else [parameters]
-        named = bool(sets) and isinstance(sets[0], dict)
-        if named:
-            names = tuple(sets[0])
-            rows = tuple(tuple(row[n] for n in names) for row in sets)
-        else:
-            names = tuple(getattr(compiled, "positiontup", None) or ())
-            rows = tuple(tuple(row) for row in sets)
-        if any(len(row) != len(names) for row in rows):
-            raise BenchError(f"cannot name the parameters of {statement!r}")
-        returning = getattr(compiled, "effective_returning", None) or ()
-        seen.append(
-            CapturedStatement(statement, rows, names, named, tuple(c.name for c in returning), executemany=executemany)
-        )
-
-    def on_commit(_conn: Any) -> None:
-        seen.append(CapturedStatement("COMMIT", commit=True))
-
-    event.listen(cp.engine, "before_cursor_execute", on_execute)
-    event.listen(cp.engine, "commit", on_commit)
-    try:
-        proposal_id = _governed_action(cp, session_id)
-    finally:
-        event.remove(cp.engine, "before_cursor_execute", on_execute)
-        event.remove(cp.engine, "commit", on_commit)
-    return Capture(tuple(seen), session_id, proposal_id)
-
-
-def _governed_action(cp: ControlPlaneFacade, session_id: str) -> str:
-    decision = cp.propose(session_id, ACTION, cost=COST)
-    if not decision.allowed or decision.proposal_id is None:
-        raise BenchError(f"the bench action was not allowed: {decision.reason}")
-    # An explicit actual cost, as a host that knows its bill passes it.
-    cp.settle(decision.proposal_id, actual_cost=COST)
-    return decision.proposal_id
-
-
-# the replay plan --------------------------------------------------------------------------------------------
-# Where a parameter's value comes from in each replayed action.
-_PID, _PID_TEXT, _SEQ, _PREV, _HASH, _LAST_HASH = range(6)
-_HEAD_PARAMS = {"seq": _SEQ, "prev_hash": _PREV, "hash": _HASH, "p_hash": _LAST_HASH}
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayStep:
-    sql: str
-    rows: tuple[tuple[Any, ...], ...]
-    names: tuple[str, ...] | None
-    """Dict keys when the driver takes named parameters; None for positional."""
-    patches: tuple[tuple[int, int, tuple[str, ...]], ...]
-    """(value index, source, text parts): values that change every action."""
-    payload_at: int
-    """Index of the value hashed into a new event hash, -1 if none."""
-    head: bool
-    """RETURNING (last_seq, last_hash, …) of the session row: the head that the next events chain onto."""
-    fetch: bool
-    executemany: bool
-    commit: bool
-    static: Any = None
-    """Prebuilt parameters when nothing changes per action."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayPlan:
-    """The captured statements, ready to run again with a fresh proposal id and a consistent event chain."""
-
-    steps: tuple[ReplayStep, ...]
-    session_id: str
-
-    def for_session(self, session_id: str) -> tuple[ReplayStep, ...]:
-        """The steps with `session_id` in place of the captured session's id."""
-
-        def swap(value: Any) -> Any:
-            if value == self.session_id:
-                return session_id
-            if isinstance(value, str) and self.session_id in value:
-                return value.replace(self.session_id, session_id)
-            return value
-
-        steps = []
-        for step in self.steps:
-            rows = tuple(tuple(swap(v) for v in row) for row in step.rows)
-            patches = tuple((i, src, tuple(swap(p) for p in parts)) for i, src, parts in step.patches)
-            static = None
-            if not step.patches and not step.commit:
-                built = [_params(step.names, row) for row in rows]
-                static = built if step.executemany else built[0]
-            steps.append(replace(step, rows=rows, patches=patches, static=static))
-        return tuple(steps)
-
-
-def _params(names: tuple[str, ...] | None, values: Sequence[Any]) -> Any:
-    return tuple(values) if names is None else dict(zip(names, values, strict=True))
-
-
-def build_plan(capture: Capture) -> ReplayPlan:
-    """Turn a capture into replay steps, or say why the statements no longer fit the replay's model."""
-    steps: list[ReplayStep] = []
-    have_head = False
-    pid = capture.proposal_id
-    for st in capture.statements:
-        if st.commit:
-            steps.append(ReplayStep("", (), None, (), -1, False, False, False, True))
-            have_head = False
-            continue
-        patches: list[tuple[int, int, tuple[str, ...]]] = []
-        sample = st.rows[0] if st.rows else ()
-        for index, value in enumerate(sample):
-            name = st.names[index]
-            if name in _HEAD_PARAMS:
-                if not have_head:
-                    raise BenchError(f"{st.statement!r} writes an event before any statement claimed a seq")
-                patches.append((index, _HEAD_PARAMS[name], ()))
-            elif value == pid:
-                patches.append((index, _PID, ()))
-            elif isinstance(value, str) and pid in value:
-                patches.append((index, _PID_TEXT, tuple(value.split(pid))))
-        head = st.returning[:2] == ("last_seq", "last_hash")
-        have_head = have_head or head
-        payload_at = st.names.index("payload") if "payload" in st.names else -1
-        steps.append(
-            ReplayStep(
-                sql=st.statement,
-                rows=st.rows or ((),),
-                names=st.names if st.named else None,
-                patches=tuple(patches),
-                payload_at=payload_at,
-                head=head,
-                fetch=bool(st.returning),
-                executemany=st.executemany,
-                commit=False,
-            )
-        )
-    if not any(s.head for s in steps):
-        raise BenchError("no captured statement claims the session's next seq (RETURNING last_seq, last_hash)")
-    return ReplayPlan(tuple(steps), capture.session_id)
-
-
-def replay_action(cursor: Any, commit: Callable[[], None], steps: Sequence[ReplayStep], pid: str) -> None:
-    """One governed action's SQL on the bare driver: the loop the limit is made of, so it stays minimal."""
-    seq, prev, last = 0, "", ""
-    for step in steps:
-        if step.commit:
-            commit()
-            continue
-        if step.static is not None:
-            params = step.static
-        else:
-            built = []
-            count = len(step.rows)
-            for k, base in enumerate(step.rows):
-                values = list(base)
-                hash_at = -1
-                for index, source, parts in step.patches:
-                    if source == _PID:
-                        values[index] = pid
-                    elif source == _PID_TEXT:
-                        values[index] = pid.join(parts)
-                    elif source == _SEQ:
-                        values[index] = seq - count + 1 + k
-                    elif source == _PREV:
-                        values[index] = prev
-                    elif source == _LAST_HASH:
-                        values[index] = last
-                    else:
-                        hash_at = index
-                if hash_at >= 0:
-                    payload = values[step.payload_at] if step.payload_at >= 0 else ""
-                    last = prev = hashlib.sha256(f"{prev}{payload}".encode()).hexdigest()
-                    values[hash_at] = last
-                built.append(tuple(values) if step.names is None else dict(zip(step.names, values, strict=True)))
-            params = built if step.executemany else built[0]
-        if step.executemany:
-            cursor.executemany(step.sql, params)
-        else:
-            cursor.execute(step.sql, params)
-        if step.head:
-            seq, prev = cursor.fetchone()[:2]
-        elif step.fetch:
-            cursor.fetchone()
-
-
-# worker processes -------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Job:
-    """What one worker process runs: our facade, or the captured statements on the raw driver."""
-
-    kind: Literal["ours", "limit"]
-    backend: Backend
-    url: str
-    prefix: str
-    session_id: str
-    synchronous: SqliteSync
-    seconds: float
-    worker: int
-    plan: ReplayPlan | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerResult:
-    latencies: list[float]
-    started: float
-    ended: float
-    error: str | None = None
-
-
-def _worker_main(tasks: Queue[Job | None], results: Queue[tuple[str, int, Any]], go: Event) -> None:
-    while (job := tasks.get()) is not None:
-        ready = False
-        try:
-            with _prepared(job) as action:
-                for _ in range(WARM_UP_ACTIONS):
-                    action()
-                results.put(("ready", job.worker, None))
-                ready = True
-                go.wait()
-                outcome = _timed(action, job.seconds)
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            if not ready:  # the others wait for everyone's ready before they start
-                results.put(("ready", job.worker, error))
-                go.wait()
-            outcome = WorkerResult([], 0.0, 0.0, error)
-        results.put(("done", job.worker, outcome))
-
-
-def _timed(action: Callable[[], object], seconds: float) -> WorkerResult:
-    clock = time.perf_counter  # CLOCK_MONOTONIC: comparable between processes on one machine
-    latencies: list[float] = []
-    started = clock()
-    deadline = started + seconds
-    now = started
-    while now < deadline:
-        before = now
-        action()
-        now = clock()
-        latencies.append(now - before)
-    return WorkerResult(latencies, started, now)
-
-
-@contextmanager
-def _prepared(job: Job) -> Iterator[Callable[[], object]]:
-    if job.kind == "ours":
-        cp = ControlPlaneFacade.from_database_url(
-            job.url, policy=POLICY, table_prefix=job.prefix, sqlite_synchronous=job.synchronous
-        )
-        try:
-            yield lambda: _governed_action(cp, job.session_id)
-        finally:
-            cp.close()
-        return
-    assert job.plan is not None
-    steps = job.plan.for_session(job.session_id)
-    counter = iter(range(1 << 62))
-    stem = f"{uuid.uuid4().hex[:8]}-"
-    connection = connect_raw(job.backend, job.url, job.synchronous)
-    cursor = connection.cursor()
-    try:
-        # A fresh 36-character proposal id per action, like a UUID, without the cost of making one.
-        yield lambda: replay_action(cursor, connection.commit, steps, f"{stem}{next(counter):027d}")
-    finally:
-        # Finish the statement and the transaction explicitly: a sqlite3 connection closed with a live
-        # statement lingers, holding the write lock, until the garbage collector finds the cursor.
-        cursor.close()
-        connection.rollback()
-        connection.close()
-
-
-def connect_raw(backend: Backend, url: str, synchronous: SqliteSync) -> Any:
-    """A bare driver connection to the database at `url`, set up as the facade's engine sets up its own."""
-    if backend == "sqlite":
-        return _raw_sqlite(url, synchronous)
-    import psycopg
-
-    return psycopg.connect(_psycopg_dsn(url))
-
-
-def _raw_sqlite(url: str, synchronous: SqliteSync) -> sqlite3.Connection:
-    # The same PRAGMAs as store/dialect.py; isolation_level=None so the captured BEGIN IMMEDIATE opens each
-    # transaction, as it does for the facade.
-    conn = sqlite3.connect(make_url(url).database or "", isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA busy_timeout=30000")
-    conn.execute("PRAGMA foreign_keys=ON")
-    return conn
-
-
-def _psycopg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-class WorkerPool:
-    """Spawned worker processes, reused for every run, that start each run together on one event."""
-
-    def __init__(self, size: int) -> None:
-        ctx = mp.get_context("spawn")
-        self._results: Queue[tuple[str, int, Any]] = ctx.Queue()
-        self._go: Event = ctx.Event()
-        self._tasks: list[Queue[Job | None]] = [ctx.Queue() for _ in range(size)]
-        self._processes: list[SpawnProcess] = [
-            ctx.Process(target=_worker_main, args=(q, self._results, self._go), daemon=True) for q in self._tasks
-        ]
-        for process in self._processes:
-            process.start()
-
-    def run(self, jobs: Sequence[Job], timeout: float) -> list[WorkerResult]:
-        if len(jobs) > len(self._tasks):
-            raise BenchError(f"{len(jobs)} workers asked for, the pool has {len(self._tasks)}")
-        for index, job in enumerate(jobs):
-            self._tasks[index].put(replace(job, worker=index))
-        try:
-            for _ in jobs:
-                self._receive("ready", timeout)
-            self._go.set()
-            done: dict[int, WorkerResult] = {}
-            for _ in jobs:
-                worker, outcome = self._receive("done", timeout + 30)
-                done[worker] = outcome
-        finally:
-            self._go.clear()
-        return [done[i] for i in range(len(jobs))]
-
-    def _receive(self, expected: str, timeout: float) -> tuple[int, Any]:
-        try:
-            kind, worker, payload = self._results.get(timeout=timeout)
-        except Exception:
-            raise BenchError(f"a worker process sent nothing for {timeout:.0f} s") from None
-        if kind != expected:
-            raise BenchError(f"worker {worker} sent {kind!r}, expected {expected!r}")
-        return worker, payload
-
-    def close(self) -> None:
-        for q in self._tasks:
-            q.put(None)
-        for process in self._processes:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.terminate()
 
 
 # rows -------------------------------------------------------------------------------------------------------
@@ -570,7 +178,7 @@ def _postgres_database(server_url: str) -> Iterator[str]:
     import psycopg
 
     name = f"acp_bench_{uuid.uuid4().hex[:12]}"
-    admin = _psycopg_dsn(server_url)
+    admin = psycopg_dsn(server_url)
     with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -685,10 +293,10 @@ def _summary(results: Sequence[RowResult]) -> str:
     if worst is None or worst.ratio is None:
         return "no row was measured"
     layout = "shared session" if worst.spec.shared else "per-worker sessions"
-    verdict = "meets" if worst.ratio >= 0.6 else "misses"
+    verdict = "meets the target of 0.6 on every row" if worst.ratio >= 0.6 else "below the target of 0.6"
     return (
         f"minimum ours/limit ratio {worst.ratio:.2f} ({worst.spec.config}, {worst.spec.workers} workers, "
-        f"{layout}); {verdict} the target of 0.6 on every row"
+        f"{layout}); {verdict}"
     )
 
 
