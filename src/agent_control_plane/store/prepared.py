@@ -91,7 +91,7 @@ class Prepared:
             return tuple(values)
         return {slot[0]: value for slot, value in zip(compiled.slots, values, strict=True)}
 
-    def run(self, conn: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    def run(self, conn: Connection, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         """Execute once with `params`; returns the (processed) result rows, empty for statements without any."""
         compiled = self._compiled_for(conn)
         bound = self._bind(compiled, params)
@@ -109,10 +109,10 @@ class Prepared:
             raise DBAPIError.instance(compiled.sql, bound, exc, compiled.error_class, dialect=conn.dialect) from exc
         finally:
             cursor.close()
-        return [
-            tuple(value if proc is None else proc(value) for value, proc in zip(row, processors, strict=True))
-            for row in rows
-        ]
+        if not any(processors):
+            return list(rows)
+        return [[value if proc is None else proc(value) for value, proc in zip(row, processors, strict=True)]
+                for row in rows]  # fmt: skip
 
     def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Execute once per parameter set (an INSERT of several rows)."""
