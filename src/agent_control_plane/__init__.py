@@ -33,6 +33,7 @@ from agent_control_plane.policy.evaluators import (
     Verdict,
 )
 from agent_control_plane.policy.model import Policy, load_policy
+from agent_control_plane.policy.whatif import PolicyChange, RecordedProposal, WhatIfReport
 from agent_control_plane.store.tables import ScopedModelRegistry
 from agent_control_plane.types.decisions import ActionTier, Decision, DecisionCode, SteeringContext, TraceStep
 from agent_control_plane.types.events import EventFrame, EventKind, VerifyReport
@@ -73,9 +74,11 @@ __all__ = [
     "Outcome",
     "ParallelPolicyEvaluator",
     "Policy",
+    "PolicyChange",
     "PolicyEngine",
     "PolicyError",
     "ProposalNotFoundError",
+    "RecordedProposal",
     "RegexEvaluator",
     "SchemaNotReadyError",
     "ScopedModelRegistry",
@@ -91,6 +94,7 @@ __all__ = [
     "TraceStep",
     "Verdict",
     "VerifyReport",
+    "WhatIfReport",
     "__version__",
     "load_policy",
 ]

@@ -7,6 +7,7 @@ the sync facade, and a test compares both classes' signatures so they cannot dri
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any, Self, TypeVar
 
 from sqlalchemy.engine import URL
@@ -20,6 +21,7 @@ from agent_control_plane.plane.operation import Operation, failure, perform
 from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
+from agent_control_plane.policy.whatif import WhatIfReport
 from agent_control_plane.store.dialect import (
     SqliteSync,
     StorageOptions,
@@ -209,6 +211,11 @@ class AsyncControlPlaneFacade:
 
     async def verify(self, session_id: str) -> VerifyReport:
         return await self._run(self._core.verify(session_id))
+
+    async def what_if(
+        self, policy: PolicySource, *, session_id: str | None = None, since: datetime | timedelta | None = None
+    ) -> WhatIfReport:
+        return await self._run(self._core.what_if(policy, session_id=session_id, since=since))
 
     async def verify_all(self) -> list[VerifyReport]:
         return await self._run(self._core.verify_all())

@@ -6,6 +6,7 @@ Every method validates its input in `ControlPlaneCore` and runs the resulting op
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -20,6 +21,7 @@ from agent_control_plane.plane.operation import Operation, failure, perform
 from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
+from agent_control_plane.policy.whatif import WhatIfReport
 from agent_control_plane.store.dialect import SqliteSync, StorageOptions, create_sync_engine
 from agent_control_plane.store.tables import ScopedModelRegistry
 from agent_control_plane.types.decisions import Decision
@@ -261,6 +263,16 @@ class ControlPlaneFacade:
     def verify(self, session_id: str) -> VerifyReport:
         """Recompute a session's hash chain; reports the first event that was edited, deleted or moved."""
         return self._run(self._core.verify(session_id))
+
+    def what_if(
+        self, policy: PolicySource, *, session_id: str | None = None, since: datetime | timedelta | None = None
+    ) -> WhatIfReport:
+        """Decide the recorded proposals again under `policy` and report every tier that would change.
+
+        Reads the event log (one session, or all; only proposals at or after `since`, a time or an age) and
+        writes nothing: this is how a policy change is checked against real traffic before it ships.
+        """
+        return self._run(self._core.what_if(policy, session_id=session_id, since=since))
 
     def verify_all(self) -> list[VerifyReport]:
         """`verify` for every session and for the control stream."""

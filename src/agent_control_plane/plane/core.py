@@ -7,20 +7,23 @@ All input checking, defaults and composition live here once. The sync facade run
 from __future__ import annotations
 
 import getpass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from agent_control_plane.clock import Clock, SystemClock
+from agent_control_plane.clock import Clock, SystemClock, to_micros
 from agent_control_plane.errors import ControlPlaneError, InvalidInputError
 from agent_control_plane.plane import events, killswitch, proposals, sessions
 from agent_control_plane.plane.context import PlaneContext
 from agent_control_plane.plane.events import BufferStats, EventBuffer, PendingEvent
+from agent_control_plane.plane.history import recorded_proposals
 from agent_control_plane.plane.operation import Operation
 from agent_control_plane.plane.proposals import Outcome, ProposalRequest, Settlement
 from agent_control_plane.policy.engine import PolicyEngine
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
+from agent_control_plane.policy.whatif import WhatIfReport, what_if
 from agent_control_plane.store import migrate
 from agent_control_plane.store.tables import ScopedModelRegistry
 from agent_control_plane.types.decisions import Decision
@@ -291,6 +294,21 @@ class ControlPlaneCore:
 
     def verify(self, session_id: str) -> Operation[VerifyReport]:
         return Operation("verify", partial(events.verify, ctx=self.ctx, session_id=session_id), read_only=True)
+
+    def what_if(
+        self, policy: PolicySource, *, session_id: str | None, since: datetime | timedelta | None
+    ) -> Operation[WhatIfReport]:
+        engine = PolicyEngine(policy, registry=self.ctx.evaluators)
+        if isinstance(since, timedelta):
+            since = self.ctx.clock.now() - since
+        if since is not None and since.tzinfo is None:
+            raise InvalidInputError("since must be timezone-aware (e.g. datetime(..., tzinfo=UTC)) or a timedelta")
+        since_micros = None if since is None else to_micros(since)
+
+        def fn(conn: Any) -> WhatIfReport:
+            return what_if(engine, recorded_proposals(conn, self.ctx, session_id, since_micros))
+
+        return Operation("what_if", fn, read_only=True)
 
     def verify_all(self) -> Operation[list[VerifyReport]]:
         return Operation("verify_all", partial(events.verify_all, ctx=self.ctx), read_only=True)
