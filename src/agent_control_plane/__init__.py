@@ -22,8 +22,9 @@ from agent_control_plane.errors import (
 from agent_control_plane.facade import ControlPlaneFacade
 from agent_control_plane.plane.events import BufferStats
 from agent_control_plane.plane.proposals import Outcome, Settlement
+from agent_control_plane.policy.choice import TierChoice
 from agent_control_plane.policy.conditions import Condition, Facts
-from agent_control_plane.policy.engine import PolicyEngine, TierChoice
+from agent_control_plane.policy.engine import PolicyEngine
 from agent_control_plane.policy.evaluators import (
     EvaluatorRegistry,
     EvaluatorSpec,
@@ -33,9 +34,17 @@ from agent_control_plane.policy.evaluators import (
     Verdict,
 )
 from agent_control_plane.policy.model import Policy, load_policy
+from agent_control_plane.policy.routing import AgentRegistry, ProposalRouter, RiskClassifier
 from agent_control_plane.policy.whatif import PolicyChange, RecordedProposal, WhatIfReport
 from agent_control_plane.store.tables import ScopedModelRegistry
-from agent_control_plane.types.decisions import ActionTier, Decision, DecisionCode, SteeringContext, TraceStep
+from agent_control_plane.types.decisions import (
+    ActionTier,
+    Decision,
+    DecisionCode,
+    RiskLevel,
+    SteeringContext,
+    TraceStep,
+)
 from agent_control_plane.types.events import EventFrame, EventKind, VerifyReport
 from agent_control_plane.types.sessions import (
     BudgetSnapshot,
@@ -49,6 +58,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActionTier",
+    "AgentRegistry",
     "AlreadySettledError",
     "AsyncControlPlaneFacade",
     "BudgetSnapshot",
@@ -78,8 +88,11 @@ __all__ = [
     "PolicyEngine",
     "PolicyError",
     "ProposalNotFoundError",
+    "ProposalRouter",
     "RecordedProposal",
     "RegexEvaluator",
+    "RiskClassifier",
+    "RiskLevel",
     "SchemaNotReadyError",
     "ScopedModelRegistry",
     "SessionInfo",

@@ -21,6 +21,7 @@ from agent_control_plane.plane.operation import Operation, failure, perform
 from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
+from agent_control_plane.policy.routing import DELEGATE_ACTION, RiskClassifier
 from agent_control_plane.policy.whatif import WhatIfReport
 from agent_control_plane.store.dialect import (
     SqliteSync,
@@ -63,6 +64,7 @@ class AsyncControlPlaneFacade:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         event_buffer_capacity: int = 10_000,
         evaluators: EvaluatorRegistry | None = None,
+        risk_classifier: RiskClassifier | None = None,
     ) -> Self:
         core = ControlPlaneCore(
             policy=policy,
@@ -71,6 +73,7 @@ class AsyncControlPlaneFacade:
             max_payload_bytes=max_payload_bytes,
             event_buffer_capacity=event_buffer_capacity,
             evaluators=evaluators,
+            risk_classifier=risk_classifier,
         )
         options = StorageOptions(sqlite_synchronous=sqlite_synchronous)
         return cls(create_asynchronous_engine(database_url, options), core)
@@ -154,6 +157,7 @@ class AsyncControlPlaneFacade:
         cost: Amount = 0,
         agent_id: str | None = None,
         idempotency_key: str | None = None,
+        dry_run: bool = False,
     ) -> Decision:
         return await self._run(
             self._core.propose(
@@ -161,6 +165,30 @@ class AsyncControlPlaneFacade:
                 action,
                 args=args,
                 resource=resource,
+                cost=cost,
+                agent_id=agent_id,
+                idempotency_key=idempotency_key,
+                dry_run=dry_run,
+            )
+        )
+
+    async def delegate(
+        self,
+        session_id: str,
+        task: str,
+        *,
+        to_agent: str,
+        agent_id: str | None = None,
+        args: dict[str, Any] | None = None,
+        cost: Amount = 0,
+        idempotency_key: str | None = None,
+    ) -> Decision:
+        return await self._run(
+            self._core.propose(
+                session_id,
+                DELEGATE_ACTION,
+                args={"to": to_agent, "task": task, "args": args or {}},
+                resource=None,
                 cost=cost,
                 agent_id=agent_id,
                 idempotency_key=idempotency_key,

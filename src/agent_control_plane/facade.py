@@ -21,6 +21,7 @@ from agent_control_plane.plane.operation import Operation, failure, perform
 from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
+from agent_control_plane.policy.routing import DELEGATE_ACTION, RiskClassifier
 from agent_control_plane.policy.whatif import WhatIfReport
 from agent_control_plane.store.dialect import SqliteSync, StorageOptions, create_sync_engine
 from agent_control_plane.store.tables import ScopedModelRegistry
@@ -64,13 +65,15 @@ class ControlPlaneFacade:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         event_buffer_capacity: int = 10_000,
         evaluators: EvaluatorRegistry | None = None,
+        risk_classifier: RiskClassifier | None = None,
     ) -> Self:
         """Connect to `database_url` (`sqlite:///path.db` or `postgresql://…`).
 
         `policy` is a YAML/JSON path, a dict or a `Policy`; without one every action needs approval.
         `registry` (or `table_prefix` / `schema`) names this control plane's tables. `clock` defaults to the
         system clock; pass a `ManualClock` to simulate time. `evaluators` holds custom evaluator types (by
-        default the built-ins plus those discovered from the `agent_control_plane.evaluators` entry points).
+        default the built-ins plus those discovered from the `agent_control_plane.evaluators` entry points);
+        `risk_classifier` may raise the risk level the policy's risk rules give a proposal.
         """
         core = ControlPlaneCore(
             policy=policy,
@@ -79,6 +82,7 @@ class ControlPlaneFacade:
             max_payload_bytes=max_payload_bytes,
             event_buffer_capacity=event_buffer_capacity,
             evaluators=evaluators,
+            risk_classifier=risk_classifier,
         )
         return cls(create_sync_engine(database_url, StorageOptions(sqlite_synchronous=sqlite_synchronous)), core)
 
@@ -179,12 +183,14 @@ class ControlPlaneFacade:
         cost: Amount = 0,
         agent_id: str | None = None,
         idempotency_key: str | None = None,
+        dry_run: bool = False,
     ) -> Decision:
         """Ask to perform `action`; execute it only if the returned `Decision.allowed` is True.
 
         One transaction checks kill switches, the session's status, its policy tier and its budget, reserves
         `cost` and one action when allowed, and records the decision in the session's log. With an
-        `idempotency_key`, a retry returns the first decision instead of reserving again.
+        `idempotency_key`, a retry returns the first decision instead of reserving again. `dry_run=True`
+        marks a rehearsal (conditions see `mode: dry_run`; auto_approve may be limited to dry runs).
         """
         return self._run(
             self._core.propose(
@@ -192,6 +198,36 @@ class ControlPlaneFacade:
                 action,
                 args=args,
                 resource=resource,
+                cost=cost,
+                agent_id=agent_id,
+                idempotency_key=idempotency_key,
+                dry_run=dry_run,
+            )
+        )
+
+    def delegate(
+        self,
+        session_id: str,
+        task: str,
+        *,
+        to_agent: str,
+        agent_id: str | None = None,
+        args: dict[str, Any] | None = None,
+        cost: Amount = 0,
+        idempotency_key: str | None = None,
+    ) -> Decision:
+        """Propose handing `task` (an action) to agent `to_agent`: a governed proposal like any other.
+
+        The proposal's action is `delegate` with args `{"to": …, "task": …, "args": …}`; the policy's routing denies
+        it when the target is unregistered (and registration is required) or cannot perform the task, and its
+        rules decide the `delegate` action's tier otherwise.
+        """
+        return self._run(
+            self._core.propose(
+                session_id,
+                DELEGATE_ACTION,
+                args={"to": to_agent, "task": task, "args": args or {}},
+                resource=None,
                 cost=cost,
                 agent_id=agent_id,
                 idempotency_key=idempotency_key,

@@ -13,7 +13,8 @@ from agent_control_plane.clock import Clock, from_micros, to_micros
 from agent_control_plane.errors import PolicyError, SessionNotFoundError
 from agent_control_plane.policy.engine import PolicyEngine
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
-from agent_control_plane.policy.model import Policy
+from agent_control_plane.policy.model import Policy, PolicySource
+from agent_control_plane.policy.routing import RiskClassifier
 from agent_control_plane.store import sessions
 from agent_control_plane.store.statements import CONTROL_KIND
 from agent_control_plane.store.tables import ScopedModelRegistry
@@ -33,9 +34,11 @@ class PlaneContext:
         *,
         max_payload_bytes: int,
         evaluators: EvaluatorRegistry,
+        risk_classifier: RiskClassifier | None = None,
     ) -> None:
         self.tables = tables
         self.evaluators = evaluators
+        self.risk_classifier = risk_classifier
         self.clock = clock
         self.policy = policy
         self.max_payload_bytes = max_payload_bytes
@@ -43,6 +46,10 @@ class PlaneContext:
         self._engines: dict[str, PolicyEngine] = {policy.policy.digest(): policy}
         # A session's policy snapshot never changes after it opens, so caching session → snapshot is always right.
         self._session_policy: OrderedDict[str, str] = OrderedDict()
+
+    def compile(self, policy: PolicySource) -> PolicyEngine:
+        """A policy compiled with this control plane's evaluator types and risk classifier."""
+        return PolicyEngine(policy, registry=self.evaluators, risk_classifier=self.risk_classifier)
 
     def now_micros(self) -> int:
         return to_micros(self.clock.now())
@@ -77,7 +84,7 @@ class PlaneContext:
             body = sessions.load_policy_body(conn, self.tables, digest)
             if body is None:
                 raise PolicyError(f"session {session_id} refers to policy snapshot {digest} that is not stored")
-            engine = PolicyEngine(Policy.model_validate_json(body), registry=self.evaluators)
+            engine = self.compile(Policy.model_validate_json(body))
         self.remember_session_policy(session_id, digest, engine)
         return engine
 

@@ -23,6 +23,7 @@ from agent_control_plane.plane.proposals import Outcome, ProposalRequest, Settle
 from agent_control_plane.policy.engine import PolicyEngine
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
+from agent_control_plane.policy.routing import RiskClassifier
 from agent_control_plane.policy.whatif import WhatIfReport, what_if
 from agent_control_plane.store import migrate
 from agent_control_plane.store.tables import ScopedModelRegistry
@@ -80,15 +81,19 @@ class ControlPlaneCore:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         event_buffer_capacity: int = 10_000,
         evaluators: EvaluatorRegistry | None = None,
+        risk_classifier: RiskClassifier | None = None,
     ) -> None:
         evaluators = evaluators or EvaluatorRegistry()
-        engine = PolicyEngine(DEFAULT_POLICY if policy is None else policy, registry=evaluators)
+        engine = PolicyEngine(
+            DEFAULT_POLICY if policy is None else policy, registry=evaluators, risk_classifier=risk_classifier
+        )
         self.ctx = PlaneContext(
             registry or ScopedModelRegistry(),
             clock or SystemClock(),
             engine,
             max_payload_bytes=max_payload_bytes,
             evaluators=evaluators,
+            risk_classifier=risk_classifier,
         )
         self.buffer = EventBuffer(capacity=event_buffer_capacity)
 
@@ -113,7 +118,7 @@ class ControlPlaneCore:
         max_action_count: int | None,
         policy: PolicySource | None,
     ) -> Operation[str]:
-        engine = self.ctx.policy if policy is None else PolicyEngine(policy, registry=self.ctx.evaluators)
+        engine = self.ctx.policy if policy is None else self.ctx.compile(policy)
         fn = partial(
             sessions.open_session,
             ctx=self.ctx,
@@ -157,6 +162,7 @@ class ControlPlaneCore:
         cost: Decimal | float | int | str,
         agent_id: str | None,
         idempotency_key: str | None,
+        dry_run: bool = False,
     ) -> Operation[Decision]:
         args_value, args_text = to_payload(args, "args", max_bytes=self.ctx.max_payload_bytes)
         request = ProposalRequest(
@@ -168,6 +174,7 @@ class ControlPlaneCore:
             cost=to_money(cost, "cost") or Decimal(0),
             agent_id=_optional_name(agent_id, "agent_id"),
             idempotency_key=_optional_name(idempotency_key, "idempotency_key"),
+            dry_run=bool(dry_run),
         )
         return Operation("propose", partial(proposals.propose, ctx=self.ctx, req=request))
 
@@ -298,7 +305,7 @@ class ControlPlaneCore:
     def what_if(
         self, policy: PolicySource, *, session_id: str | None, since: datetime | timedelta | None
     ) -> Operation[WhatIfReport]:
-        engine = PolicyEngine(policy, registry=self.ctx.evaluators)
+        engine = self.ctx.compile(policy)
         if isinstance(since, timedelta):
             since = self.ctx.clock.now() - since
         if since is not None and since.tzinfo is None:

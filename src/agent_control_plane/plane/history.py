@@ -49,6 +49,7 @@ def recorded_proposals(
                     resource=payload["resource"],
                     agent=payload["agent_id"],
                     cost=Decimal(payload["cost"]),
+                    mode=payload.get("mode", "live"),
                     session_action_count=count,
                     session_spent_cost=spent,
                     now=when,

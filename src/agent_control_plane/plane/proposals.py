@@ -19,8 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from agent_control_plane.clock import to_micros
 from agent_control_plane.errors import AlreadySettledError, InvalidInputError, ProposalNotFoundError
 from agent_control_plane.plane.context import PlaneContext
+from agent_control_plane.policy.choice import TierChoice
 from agent_control_plane.policy.conditions import Facts
-from agent_control_plane.policy.engine import TierChoice
 from agent_control_plane.store import eventlog, kills, proposals, sessions
 from agent_control_plane.store.dialect import RetryTransaction
 from agent_control_plane.store.eventlog import Head
@@ -48,6 +48,7 @@ class ProposalRequest:
     cost: Decimal
     agent_id: str | None
     idempotency_key: str | None
+    dry_run: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +77,9 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
     engine = ctx.policy_for_session(conn, req.session_id)
     now = ctx.clock.now()
     at = to_micros(now)
-    facts = Facts(req.action, req.args, req.resource, req.agent_id, req.cost, now=now)
+    facts = Facts(
+        req.action, req.args, req.resource, req.agent_id, req.cost, mode="dry_run" if req.dry_run else "live", now=now
+    )
     if engine.needs_session_facts:
         session_agent, count, spent = sessions.facts_of(conn, t, req.session_id)
         facts = replace(
@@ -94,6 +97,7 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
             session_id=req.session_id,
             rule=choice.rule,
             trace=choice.trace,
+            risk=choice.risk,
         )
     else:
         head, session_agent, decision = _refuse(conn, ctx, req, choice, proposal_id, at)
@@ -137,6 +141,8 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
         "rule": decision.rule,
         "idempotency_key": req.idempotency_key,
         "trace": [step.as_dict() for step in decision.trace],
+        "risk": decision.risk,
+        "mode": "dry_run" if req.dry_run else "live",
     }
     if decision.steering is not None:
         payload["steering"] = {
@@ -166,6 +172,7 @@ def _refuse(
             rule=choice.rule,
             steering=steering,
             trace=choice.trace,
+            risk=choice.risk,
         )
         return head, state["agent_id"], decision
 
@@ -179,7 +186,11 @@ def _refuse(
         )
     described = choice.describe(req.action)
     if choice.tier is ActionTier.BLOCKED:
-        return deny(f"denied: {described}", DecisionCode.POLICY_BLOCKED)
+        code = {
+            "registration": DecisionCode.AGENT_NOT_REGISTERED,
+            "capability": DecisionCode.OUTSIDE_CAPABILITIES,
+        }.get(choice.step, DecisionCode.POLICY_BLOCKED)
+        return deny(f"denied: {described}", code)
     if choice.tier is ActionTier.ALWAYS_APPROVE:
         return deny(f"needs approval: {described}", DecisionCode.APPROVAL_REQUIRED)
     if choice.tier is ActionTier.STEER:

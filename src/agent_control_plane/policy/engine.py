@@ -12,10 +12,11 @@ import fnmatch
 import inspect
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import cast
 
 from agent_control_plane.errors import PolicyError
+from agent_control_plane.policy.choice import TierChoice
 from agent_control_plane.policy.conditions import Facts, compile_condition, fields_used
 from agent_control_plane.policy.evaluators import (
     EvaluatorRegistry,
@@ -24,56 +25,36 @@ from agent_control_plane.policy.evaluators import (
     most_severe,
 )
 from agent_control_plane.policy.model import PolicySource, Rule, load_policy
-from agent_control_plane.types.decisions import SEVERITY, ActionTier, SteeringContext, TraceStep
+from agent_control_plane.policy.routing import AgentRegistry, ProposalRouter, RiskClassifier, RiskJudge
+from agent_control_plane.types.decisions import SEVERITY, ActionTier, RiskLevel, SteeringContext, TraceStep
 
 _WILDCARDS = re.compile(r"[*?\[\]]")
-
-
-@dataclass(frozen=True, slots=True)
-class TierChoice:
-    """The tier for one proposal, the policy entry that chose it (`None`: the default tier), and why."""
-
-    tier: ActionTier
-    rule: str | None
-    step: str = "default"
-    """rule, actions or default: which part of the policy decided."""
-    reason: str | None = None
-    steering: SteeringContext | None = None
-    rules_tried: tuple[str, ...] = field(default=(), repr=False)
-    evaluations: tuple[TraceStep, ...] = field(default=(), repr=False)
-    overruled: TierChoice | None = field(default=None, repr=False)
-    """For an evaluator's decision: what the rules and actions had chosen."""
-
-    def describe(self, action: str) -> str:
-        if self.step == "evaluator":
-            because = f": {self.reason}" if self.reason else ""
-            return f"evaluator {self.rule!r} makes action {action!r} {self.tier.value}{because}"
-        if self.step == "rule":
-            because = f": {self.reason}" if self.reason else ""
-            return f"rule {self.rule!r} makes action {action!r} {self.tier.value}{because}"
-        if self.rule is None:
-            return f"action {action!r} matched no policy entry; default tier is {self.tier.value}"
-        if self.rule == action:
-            return f"action {action!r} is {self.tier.value} by policy entry {self.rule!r}"
-        return f"action {action!r} is {self.tier.value} by policy pattern {self.rule!r}"
-
-    @property
-    def trace(self) -> tuple[TraceStep, ...]:
-        if self.overruled is not None:
-            return self.overruled.trace + self.evaluations
-        tried = [TraceStep("rule", name, False) for name in self.rules_tried]
-        if self.step == "rule":
-            tried[-1] = TraceStep("rule", tried[-1].name, True, self.tier)
-            return (*tried, *self.evaluations)
-        return (*tried, TraceStep(self.step, self.rule or "default_tier", True, self.tier), *self.evaluations)
 
 
 class PolicyEngine:
     """Decides a proposal's tier under one policy. Same policy and facts, same answer."""
 
-    __slots__ = ("_default", "_evaluators", "_exact", "_globs", "_rules", "needs_session_facts", "policy")
+    __slots__ = (
+        "_default",
+        "_evaluators",
+        "_exact",
+        "_globs",
+        "_risk",
+        "_risk_matters",
+        "_router",
+        "_router_on",
+        "_rules",
+        "needs_session_facts",
+        "policy",
+    )
 
-    def __init__(self, policy: PolicySource, *, registry: EvaluatorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        policy: PolicySource,
+        *,
+        registry: EvaluatorRegistry | None = None,
+        risk_classifier: RiskClassifier | None = None,
+    ) -> None:
         self.policy = load_policy(policy)
         if self.policy.evaluators and registry is None:
             registry = EvaluatorRegistry(discover=False)
@@ -83,7 +64,19 @@ class PolicyEngine:
             (compile_condition(rule.when), _choice_for_rule(rule, names[: n + 1]))
             for n, rule in enumerate(self.policy.rules)
         )
+        agents = self.policy.agents
+        routed = bool(agents.registry) or agents.require_registration
+        self._router = ProposalRouter(AgentRegistry(agents.registry, require_registration=agents.require_registration))
+        self._router_on = routed
+        self._risk = RiskJudge(self.policy.risk, risk_classifier)
         used = set().union(*(fields_used(rule.when) for rule in self.policy.rules))
+        self._risk_matters = (
+            not self._risk.trivial
+            or "risk" in used
+            or self.policy.auto_approve.max_risk is not RiskLevel.HIGH
+            or not self.policy.auto_approve.live
+            or self.policy.risk.default is not RiskLevel.LOW
+        )
         # Conditions on the session so far (or on the agent, which may be the session's own) need the session row,
         # read under its lock before deciding; policies without them decide before touching the database.
         self.needs_session_facts = any(name.startswith("session.") or name == "agent" for name in used)
@@ -104,11 +97,47 @@ class PolicyEngine:
         )
 
     def decide(self, facts: Facts) -> TierChoice:
-        """The first rule whose condition holds, else the most specific `actions` entry, else the default tier;
-        then the evaluators, whose most severe objection wins over that tier (the first deny stops them)."""
-        choice = self._by_rules_and_actions(facts)
-        if not self._evaluators or choice.tier is ActionTier.BLOCKED:
-            return choice
+        """Decide a proposal's tier. In order: the risk level; the agent's registration, capabilities, scopes and
+        explicit assignments; the first rule whose condition holds, else the most specific `actions` entry, else
+        the default tier; the evaluators, whose most severe objection wins (the first deny stops them); and last
+        the auto_approve limits, which send a too-risky (or live, when only dry runs may be auto-approved)
+        auto_approve to a human."""
+        risk = None
+        if self._risk_matters:
+            risk = self._risk.judge(facts)
+            if facts.risk is None:
+                facts = replace(facts, risk=risk.value)
+        choice = (self._router.route(facts) if self._router_on else None) or self._by_rules_and_actions(facts)
+        if self._evaluators and choice.tier is not ActionTier.BLOCKED:
+            choice = self._evaluate(choice, facts)
+        if risk is not None:
+            choice = self._limit_auto_approve(choice, facts, risk)
+        return choice
+
+    def _limit_auto_approve(self, choice: TierChoice, facts: Facts, risk: RiskLevel) -> TierChoice:
+        limits = self.policy.auto_approve
+        reason = None
+        if choice.tier is ActionTier.AUTO_APPROVE:
+            if risk.rank > limits.max_risk.rank:
+                reason = f"risk {risk.value} is above auto_approve.max_risk {limits.max_risk.value}, so a human decides"
+            elif facts.mode == "live" and not limits.live:
+                reason = "auto_approve is limited to dry runs (auto_approve.live: false), so a human decides"
+        if reason is None:
+            return replace(choice, risk=risk)
+        step = TraceStep("risk", f"risk {risk.value}", True, ActionTier.ALWAYS_APPROVE)
+        return TierChoice(
+            ActionTier.ALWAYS_APPROVE,
+            "auto_approve",
+            "risk",
+            reason,
+            None,
+            choice.rules_tried,
+            evaluations=(step,),
+            overruled=choice,
+            risk=risk,
+        )
+
+    def _evaluate(self, choice: TierChoice, facts: Facts) -> TierChoice:
         verdicts: list[Verdict] = []
         for evaluate in self._evaluators:
             verdict = evaluate(facts)

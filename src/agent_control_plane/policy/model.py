@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agent_control_plane.errors import PolicyError
 from agent_control_plane.policy.conditions import Condition
 from agent_control_plane.policy.evaluators import EvaluatorSpec
-from agent_control_plane.types.decisions import ActionTier
+from agent_control_plane.types.decisions import ActionTier, RiskLevel
 
 
 class Rule(BaseModel):
@@ -62,6 +62,59 @@ class Rule(BaseModel):
         return self
 
 
+class RiskRule(BaseModel):
+    """A condition and the risk level of the proposals it holds for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    when: Condition = Field(description="The condition tree that gives this risk level.")
+    level: RiskLevel = Field(description="low, medium or high.")
+
+
+class RiskSettings(BaseModel):
+    """How risky a proposal is: the first risk rule that holds, else the default (a classifier may raise it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    default: RiskLevel = Field(RiskLevel.LOW, description="The risk of proposals no risk rule matches.")
+    rules: list[RiskRule] = Field(default_factory=list, description="Tried in order; the first that holds decides.")
+
+
+class AutoApproveSettings(BaseModel):
+    """Limits on auto_approve: above `max_risk`, or live when `live` is false, a human decides instead."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_risk: RiskLevel = Field(RiskLevel.HIGH, description="The highest risk that may still be auto-approved.")
+    live: bool = Field(True, description="false: auto-approve only dry runs; live proposals need a human.")
+
+
+class AgentSpec(BaseModel):
+    """A registered agent: what it may propose, on what, and tiers assigned to it explicitly."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    capabilities: list[str] = Field(
+        default_factory=lambda: ["*"], description="Action glob patterns this agent may propose at all."
+    )
+    scopes: list[str] = Field(
+        default_factory=lambda: ["*"], description="Resource glob patterns this agent may act on."
+    )
+    actions: dict[str, ActionTier] = Field(
+        default_factory=dict,
+        description="Explicit assignments: action pattern → tier for this agent, decided before any rule.",
+    )
+
+
+class AgentSettings(BaseModel):
+    """The agents the policy knows, and whether unknown agents may act at all."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    require_registration: bool = Field(False, description="true: proposals from unregistered agents are denied.")
+    registry: dict[str, AgentSpec] = Field(default_factory=dict, description="Agent id → its capabilities.")
+
+
 class Policy(BaseModel):
     """A governance policy. Immutable; a session keeps the snapshot it was opened with."""
 
@@ -80,6 +133,11 @@ class Policy(BaseModel):
         default_factory=list,
         description="Conditional rules, tried in order before `actions`; the first whose condition holds decides.",
     )
+    risk: RiskSettings = Field(default_factory=RiskSettings, description="How the risk level is set.")
+    auto_approve: AutoApproveSettings = Field(
+        default_factory=AutoApproveSettings, description="Limits on what auto_approve may let through."
+    )
+    agents: AgentSettings = Field(default_factory=AgentSettings, description="Registered agents and routing.")
     evaluators: list[EvaluatorSpec] = Field(
         default_factory=list,
         description="Checks that may object to any proposal (regex, list, or registered types); the most severe "

@@ -26,6 +26,18 @@ class ActionTier(StrEnum):
         return self in (ActionTier.AUTO_APPROVE, ActionTier.UNRESTRICTED)
 
 
+class RiskLevel(StrEnum):
+    """How much harm a proposal could do, as the policy (or a `RiskClassifier`) judges it."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+    @property
+    def rank(self) -> int:
+        return ("low", "medium", "high").index(self.value)
+
+
 class DecisionCode(StrEnum):
     """The single cause of a decision, for programs; `Decision.reason` says the same for people."""
 
@@ -37,6 +49,8 @@ class DecisionCode(StrEnum):
     SESSION_NOT_ACTIVE = "session_not_active"
     COST_BUDGET_EXCEEDED = "cost_budget_exceeded"
     ACTION_COUNT_EXCEEDED = "action_count_exceeded"
+    AGENT_NOT_REGISTERED = "agent_not_registered"
+    OUTSIDE_CAPABILITIES = "outside_capabilities"
 
 
 SEVERITY: dict[ActionTier, int] = {
@@ -94,6 +108,8 @@ class Decision:
     """For a steered proposal: the guidance and alternatives the agent should re-plan with."""
     trace: tuple[TraceStep, ...] = ()
     """The policy entries consulted, in order, ending with the one that chose the tier."""
+    risk: RiskLevel | None = None
+    """The proposal's risk level, when the policy judges risk (risk rules, a classifier, or auto_approve limits)."""
 
     @classmethod
     def allow(
@@ -105,8 +121,9 @@ class Decision:
         session_id: str,
         rule: str | None,
         trace: tuple[TraceStep, ...] = (),
+        risk: RiskLevel | None = None,
     ) -> Decision:
-        return cls(tier, True, reason, DecisionCode.ALLOWED, proposal_id, session_id, rule, trace=trace)
+        return cls(tier, True, reason, DecisionCode.ALLOWED, proposal_id, session_id, rule, trace=trace, risk=risk)
 
     @classmethod
     def deny(
@@ -120,5 +137,6 @@ class Decision:
         rule: str | None,
         steering: SteeringContext | None = None,
         trace: tuple[TraceStep, ...] = (),
+        risk: RiskLevel | None = None,
     ) -> Decision:
-        return cls(tier, False, reason, code, proposal_id, session_id, rule, steering=steering, trace=trace)
+        return cls(tier, False, reason, code, proposal_id, session_id, rule, steering=steering, trace=trace, risk=risk)
