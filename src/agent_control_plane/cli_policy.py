@@ -17,6 +17,7 @@ from agent_control_plane.policy.conditions import Facts
 from agent_control_plane.policy.engine import PolicyEngine
 from agent_control_plane.policy.lint import lint, policy_json_schema
 from agent_control_plane.policy.model import line_index, load_policy, nearest_line
+from agent_control_plane.policy.testing import default_cases_path, load_cases, run_cases
 
 policy_app = typer.Typer(
     no_args_is_help=True,
@@ -106,3 +107,40 @@ def explain(
     for step in choice.trace:
         table.add_row(step.step, step.name, "yes" if step.matched else "no", step.tier.value if step.tier else "")
     console.print(table)
+
+
+@policy_app.command("test")
+def run_tests(
+    file: PolicyFile,
+    cases: Annotated[
+        Path | None,
+        typer.Option(
+            "--cases",
+            help="The test cases file. Default: beside FILE, its stem + .tests.yaml (or .tests.yml, .tests.json).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every case's result and trace as JSON.")] = False,
+) -> None:
+    """Decide each test case's proposal under FILE and check the tier (and rule, step, alternatives) it expects.
+
+    Prints PASS or FAIL per case, then "N passed, M failed". Exit 1 if a case failed, 2 if a file is bad.
+
+    A case in the cases file looks like:
+
+    - name: dropping a table is blocked
+      proposal: {action: run_sql, args: {query: "DROP TABLE users"}}
+      expect: {tier: blocked, rule: no-drop-table}
+    """
+    policy = load_policy(file)
+    cases_path = cases if cases is not None else default_cases_path(file)
+    results = run_cases(policy, load_cases(cases_path))
+    failed = sum(not result.passed for result in results)
+    if as_json:
+        summary = {"policy": str(file), "cases": str(cases_path), "passed": len(results) - failed, "failed": failed}
+        typer.echo(json.dumps({**summary, "results": [result.as_dict() for result in results]}, indent=2))
+    else:
+        for result in results:
+            typer.echo(result.summary())
+        typer.echo(f"{len(results) - failed} passed, {failed} failed")
+    if failed:
+        raise typer.Exit(1)

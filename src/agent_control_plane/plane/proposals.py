@@ -132,7 +132,7 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
         "action": req.action,
         "args": req.args,
         "resource": req.resource,
-        "cost": str(req.cost),
+        "cost": str(tidy(req.cost)),
         "agent_id": agent_id,
         "tier": decision.tier.value,
         "allowed": decision.allowed,
