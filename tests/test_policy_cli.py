@@ -82,3 +82,14 @@ def test_published_schema_matches_the_model_and_accepts_the_example(tmp_path: Pa
     properties = policy_json_schema()["properties"]
     assert {"default_tier", "actions", "rules"} <= set(properties)
     assert all(spec.get("description") for spec in properties.values())
+
+
+def test_validate_reports_action_patterns_that_match_no_known_action(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD + '  - name: cleanup\n    when: {field: action, glob: "purge_*"}\n    tier: blocked\n')
+    known = tmp_path / "actions.txt"
+    known.write_text("# what our agents do\nrun_sql\ndeploy\n")
+    result = runner.invoke(app, ["policy", "validate", str(path), "--known-actions", f"@{known}"])
+    assert result.exit_code == 1
+    assert "line 15: rules.2.when: pattern 'purge_*' matches none of the 2 known actions" in result.output
+    fine = runner.invoke(app, ["policy", "validate", str(_write(tmp_path, GOOD)), "--known-actions", "run_sql,deploy"])
+    assert fine.exit_code == 0, fine.output

@@ -10,6 +10,7 @@ from agent_control_plane import (
     ControlPlaneFacade,
     DecisionCode,
     ManualClock,
+    PolicyError,
     SessionNotFoundError,
     SessionStateError,
     SessionStatus,
@@ -84,3 +85,15 @@ def test_list_sessions_filters_by_status_and_hides_the_control_stream(
 def test_a_per_session_policy_overrides_the_default(cp: ControlPlaneFacade) -> None:
     sid = cp.open_session("strict one", policy={"default_tier": "blocked"})
     assert cp.propose(sid, action="read_x").code is DecisionCode.POLICY_BLOCKED
+
+
+def test_set_policy_applies_to_new_sessions_and_refuses_an_invalid_one(cp: ControlPlaneFacade) -> None:
+    running = cp.open_session("before the change")
+    digest = cp.set_policy({"actions": {"read_*": "blocked"}})
+    after = cp.open_session("after the change")
+    assert cp.get_session(after).policy_hash == digest
+    assert cp.propose(running, action="read_x").allowed
+    assert cp.propose(after, action="read_x").code is DecisionCode.POLICY_BLOCKED
+    with pytest.raises(PolicyError, match="unknown tier 'nope'"):
+        cp.set_policy({"actions": {"read_*": "nope"}})
+    assert cp.get_session(cp.open_session("still the last valid one")).policy_hash == digest

@@ -23,7 +23,7 @@ from agent_control_plane.facade import ControlPlaneFacade
 from agent_control_plane.plane.events import BufferStats
 from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.policy.choice import TierChoice
-from agent_control_plane.policy.conditions import Condition, Facts
+from agent_control_plane.policy.conditions import Condition, ConditionEvaluator, Facts
 from agent_control_plane.policy.engine import PolicyEngine
 from agent_control_plane.policy.evaluators import (
     EvaluatorRegistry,
@@ -65,6 +65,7 @@ __all__ = [
     "BufferStats",
     "Clock",
     "Condition",
+    "ConditionEvaluator",
     "ControlPlaneError",
     "ControlPlaneFacade",
     "Decision",

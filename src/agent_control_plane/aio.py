@@ -109,6 +109,9 @@ class AsyncControlPlaneFacade:
     async def schema_revision(self) -> str | None:
         return await self._run(self._core.schema_revision())
 
+    def set_policy(self, policy: PolicySource) -> str:
+        return self._core.set_policy(policy)
+
     async def open_session(
         self,
         name: str,

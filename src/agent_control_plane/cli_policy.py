@@ -28,16 +28,27 @@ PolicyFile = Annotated[Path, typer.Argument(metavar="FILE", help="The policy fil
 
 
 @policy_app.command("validate")
-def validate(file: PolicyFile) -> None:
+def validate(
+    file: PolicyFile,
+    known_actions: Annotated[
+        str | None,
+        typer.Option(
+            "--known-actions",
+            help="The actions your agents propose (comma-separated, or @FILE with one per line): action patterns "
+            "matching none of them are reported.",
+        ),
+    ] = None,
+) -> None:
     """Check FILE against the schema and for dead rules; list every problem with its line. Exit 1 if any."""
     console = Console(highlight=False)
+    known = None if known_actions is None else _known_actions(known_actions)
     try:
         policy = load_policy(file)
     except PolicyError as exc:
         for problem in exc.errors or [str(exc)]:
             console.print(f"{file}: {problem}", markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    problems = lint(policy)
+    problems = lint(policy, known)
     lines = line_index(yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader))
     for where, problem in problems:
         line = nearest_line(lines, where)
@@ -50,6 +61,18 @@ def validate(file: PolicyFile) -> None:
         markup=False,
         soft_wrap=True,
     )
+
+
+def _known_actions(option: str) -> list[str]:
+    if option.startswith("@"):
+        try:
+            text = Path(option[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInputError(f"--known-actions: cannot read {option[1:]!r}: {exc.strerror or exc}") from None
+        names = [line.strip() for line in text.splitlines()]
+    else:
+        names = [name.strip() for name in option.split(",")]
+    return [name for name in names if name and not name.startswith("#")]
 
 
 @policy_app.command("schema")

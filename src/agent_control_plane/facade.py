@@ -121,6 +121,13 @@ class ControlPlaneFacade:
         """The schema revision the database is at, or None before `setup()`."""
         return self._run(self._core.schema_revision())
 
+    def set_policy(self, policy: PolicySource) -> str:
+        """Use `policy` for sessions opened from now on; running sessions keep their snapshot. Returns its hash.
+
+        An invalid policy raises `PolicyError` and the current policy stays in force. No database access.
+        """
+        return self._core.set_policy(policy)
+
     # sessions -----------------------------------------------------------------------------------------------
     def open_session(
         self,

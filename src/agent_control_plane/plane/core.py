@@ -108,6 +108,15 @@ class ControlPlaneCore:
     def schema_revision(self) -> Operation[str | None]:
         return Operation("schema_revision", partial(migrate.current_revision, registry=self.tables), read_only=True)
 
+    def set_policy(self, policy: PolicySource) -> str:
+        """Compile `policy` and make it the snapshot of sessions opened from now on; returns its hash.
+
+        Compiling first means an invalid policy raises `PolicyError` and the current one stays in force.
+        """
+        engine = self.ctx.compile(policy)
+        self.ctx.policy = engine
+        return engine.policy.digest()
+
     # sessions -----------------------------------------------------------------------------------------------
     def open_session(
         self,

@@ -325,3 +325,14 @@ def compile_condition(condition: Condition) -> Predicate:
         return lambda facts: (get(facts) is not MISSING) is wanted
     test = _test(op, constant)
     return lambda facts: (value := get(facts)) is not MISSING and test(value)
+
+
+class ConditionEvaluator:
+    """A condition tree compiled once; `holds(facts)` evaluates it (recursive all / any / not over comparisons)."""
+
+    __slots__ = ("condition", "fields", "holds")
+
+    def __init__(self, condition: Condition | Mapping[str, Any]) -> None:
+        self.condition = condition if isinstance(condition, Condition) else Condition.model_validate(condition)
+        self.fields = frozenset(fields_used(self.condition))
+        self.holds: Predicate = compile_condition(self.condition)

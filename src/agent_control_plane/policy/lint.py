@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +34,43 @@ def _always(condition: Condition) -> bool:
     return False
 
 
-def lint(policy: Policy) -> list[tuple[tuple[str, ...], str]]:
-    """Problems that make part of a valid policy dead or misleading: (where, what) with `where` a key path."""
+def _action_globs(condition: Condition, where: tuple[str, ...]) -> list[tuple[tuple[str, ...], str]]:
+    if condition.field == "action":
+        op, value = condition.operator()
+        return [(where, value)] if op == "glob" else []
+    found = []
+    for key, children in (("all", condition.all), ("any", condition.any)):
+        for position, child in enumerate(children or []):
+            found += _action_globs(child, (*where, key, str(position)))
+    if condition.not_ is not None:
+        found += _action_globs(condition.not_, (*where, "not"))
+    return found
+
+
+def unmatched_globs(policy: Policy, known_actions: Iterable[str]) -> list[tuple[tuple[str, ...], str]]:
+    """Action glob patterns (in actions, rule conditions and agents) that match none of `known_actions`."""
+    known = list(known_actions)
+    patterns: list[tuple[tuple[str, ...], str]] = [(("actions", p), p) for p in policy.actions]
+    for number, rule in enumerate(policy.rules):
+        patterns += _action_globs(rule.when, ("rules", str(number), "when"))
+    for agent_id, spec in policy.agents.registry.items():
+        patterns += [(("agents", "registry", agent_id, "capabilities"), p) for p in spec.capabilities]
+        patterns += [(("agents", "registry", agent_id, "actions", p), p) for p in spec.actions]
+    return [
+        (where, f"pattern {pattern!r} matches none of the {len(known)} known actions")
+        for where, pattern in patterns
+        if not any(fnmatch.fnmatchcase(action, pattern) for action in known)
+    ]
+
+
+def lint(policy: Policy, known_actions: Iterable[str] | None = None) -> list[tuple[tuple[str, ...], str]]:
+    """Problems that make part of a valid policy dead or misleading: (where, what) with `where` a key path.
+
+    With `known_actions` (the actions your agents really propose), patterns that match none of them are flagged.
+    """
     problems: list[tuple[tuple[str, ...], str]] = []
+    if known_actions is not None:
+        problems += unmatched_globs(policy, known_actions)
     seen: dict[str, str] = {}
     catch_all: str | None = None
     for number, rule in enumerate(policy.rules, start=1):
