@@ -14,6 +14,7 @@ import pytest
 
 from agent_control_plane import (
     ActionTier,
+    AsyncControlPlaneFacade,
     ControlPlaneFacade,
     DecisionCode,
     EvaluatorRegistry,
@@ -174,18 +175,71 @@ def test_evaluator_from_an_installed_distribution_is_discovered(installed_plugin
     assert engine.decide(Facts("deploy", now=datetime(2026, 11, 26, tzinfo=UTC))).tier is ActionTier.UNRESTRICTED
 
 
-def test_asynchronous_evaluator_in_a_policy_is_refused_up_front() -> None:
-    class Remote:
-        def __init__(self, spec: EvaluatorSpec) -> None:
-            self.name = spec.name
+class _RemoteScreen:
+    """An asynchronous evaluator standing in for a remote service (it sleeps instead of calling out)."""
 
-        async def evaluate(self, facts: Facts) -> Verdict:
-            return Verdict(self.name)
+    def __init__(self, spec: EvaluatorSpec) -> None:
+        self.name = spec.name
+        self.delay = float(spec.config.get("delay", 0.01))
 
+    async def evaluate(self, facts: Facts) -> Verdict:
+        await asyncio.sleep(self.delay)
+        if "fraud" in str(facts.args.get("note", "")):
+            return Verdict(self.name, ActionTier.BLOCKED, "the screening service flagged this payment")
+        return Verdict(self.name)
+
+
+SCREENED = {
+    "actions": {"pay": "unrestricted"},
+    "evaluators": [
+        {"name": "screen", "type": "remote-screen", "config": {"delay": 0.01}},
+        {"name": "slow-screen", "type": "remote-screen", "config": {"delay": 5}, "timeout": 0.2},
+    ],
+}
+
+
+def _screening_registry() -> EvaluatorRegistry:
     registry = EvaluatorRegistry(discover=False)
-    registry.register("remote", Remote)
-    with pytest.raises(PolicyError, match="asynchronous"):
-        PolicyEngine({"evaluators": [{"name": "r", "type": "remote"}]}, registry=registry)
+    registry.register("remote-screen", _RemoteScreen)
+    return registry
+
+
+def test_asynchronous_evaluators_are_awaited_before_the_transaction(backend: Backend, table_prefix: str) -> None:
+    policy = {**SCREENED, "evaluators": SCREENED["evaluators"][:1]}
+    with ControlPlaneFacade.from_database_url(
+        backend.url, policy=policy, table_prefix=table_prefix, evaluators=_screening_registry()
+    ) as cp:
+        cp.setup()
+        sid = cp.open_session("payments")
+        flagged = cp.propose(sid, action="pay", args={"note": "fraud ring"})
+        assert flagged.code is DecisionCode.POLICY_BLOCKED and flagged.rule == "screen"
+        assert cp.propose(sid, action="pay", args={"note": "rent"}).allowed
+
+    async def from_async_code() -> None:
+        async with AsyncControlPlaneFacade.from_database_url(
+            backend.async_url, policy=policy, table_prefix=table_prefix, evaluators=_screening_registry()
+        ) as acp:
+            sid2 = await acp.open_session("async payments")
+            assert not (await acp.propose(sid2, action="pay", args={"note": "fraud"})).allowed
+            # The sync facade still works when called from inside a running event loop.
+            with ControlPlaneFacade.from_database_url(
+                backend.url, table_prefix=table_prefix, evaluators=_screening_registry()
+            ) as sync_cp:
+                assert not sync_cp.propose(sid2, action="pay", args={"note": "fraud"}).allowed
+
+    asyncio.run(from_async_code())
+
+
+def test_a_slow_asynchronous_evaluator_times_out_as_deny(backend: Backend, table_prefix: str) -> None:
+    with ControlPlaneFacade.from_database_url(
+        backend.url, policy=SCREENED, table_prefix=table_prefix, evaluators=_screening_registry()
+    ) as cp:
+        cp.setup()
+        sid = cp.open_session("slow")
+        started = time.perf_counter()
+        d = cp.propose(sid, action="pay", args={"note": "rent"})
+        assert time.perf_counter() - started < 2
+        assert d.code is DecisionCode.POLICY_BLOCKED and "timed out after 0.2s (fail closed)" in d.reason
 
 
 class _Async:

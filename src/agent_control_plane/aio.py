@@ -17,7 +17,7 @@ from agent_control_plane.clock import Clock
 from agent_control_plane.facade import Amount, ControlPlaneFacade
 from agent_control_plane.plane.core import ControlPlaneCore
 from agent_control_plane.plane.events import BufferStats
-from agent_control_plane.plane.operation import Operation, failure, perform
+from agent_control_plane.plane.operation import GatherVerdicts, Operation, failure, perform
 from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
@@ -84,9 +84,14 @@ class AsyncControlPlaneFacade:
         attempt = 0
         while True:
             attempt += 1
+            if op.prelude is not None:
+                op = await op.prelude()
             try:
                 async with self._engine.connect() as conn, conn.begin():
                     return await conn.run_sync(perform, op)
+            except GatherVerdicts:
+                op = op.refresh() if op.refresh is not None else op
+                continue
             except Exception as exc:
                 error = failure(op, exc, attempt)
                 if error is None:

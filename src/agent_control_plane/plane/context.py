@@ -65,6 +65,12 @@ class PlaneContext:
         while len(self._session_policy) > _SESSION_CACHE_SIZE:
             self._session_policy.popitem(last=False)
 
+    def cached_policy(self, session_id: str) -> PolicyEngine | None:
+        """The session's compiled snapshot if this process has already loaded it (no database access)."""
+        with self._lock:
+            digest = self._session_policy.get(session_id)
+            return self._engines.get(digest) if digest is not None else None
+
     def policy_for_session(self, conn: Connection, session_id: str) -> PolicyEngine:
         """The compiled policy snapshot a session was opened with. Raises `SessionNotFoundError`."""
         with self._lock:

@@ -7,6 +7,7 @@ All input checking, defaults and composition live here once. The sync facade run
 from __future__ import annotations
 
 import getpass
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -185,7 +186,26 @@ class ControlPlaneCore:
             idempotency_key=_optional_name(idempotency_key, "idempotency_key"),
             dry_run=bool(dry_run),
         )
-        return Operation("propose", partial(proposals.propose, ctx=self.ctx, req=request))
+        return self._proposal(request)
+
+    def _proposal(self, request: ProposalRequest) -> Operation[Decision]:
+        """The propose operation; when the session's policy has asynchronous evaluators, with a prelude that
+        gathers their verdicts before the transaction, so no lock is held while they do their I/O."""
+        engine = self.ctx.cached_policy(request.session_id)
+        gatherer = None if engine is None else engine.async_evaluators
+        if gatherer is None:
+            return Operation(
+                "propose",
+                partial(proposals.propose, ctx=self.ctx, req=request),
+                refresh=lambda: self._proposal(request),
+            )
+
+        async def prelude() -> Operation[Decision]:
+            verdicts = tuple(await gatherer.evaluate(request.facts(self.ctx.clock.now())))
+            gathered = replace(request, verdicts=verdicts)
+            return Operation("propose", partial(proposals.propose, ctx=self.ctx, req=gathered))
+
+        return Operation("propose", partial(proposals.propose, ctx=self.ctx, req=request), prelude=prelude)
 
     def settle(
         self,

@@ -6,7 +6,9 @@ operations themselves, and how failures are retried or translated, exist once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +23,11 @@ T = TypeVar("T")
 MAX_ATTEMPTS = 5
 
 
+class GatherVerdicts(Exception):
+    """Raised inside propose when the session's policy has asynchronous evaluators whose verdicts were not
+    gathered yet: the transaction is abandoned (nothing written) and the operation's `refresh` is run instead."""
+
+
 @dataclass(frozen=True, slots=True)
 class Operation(Generic[T]):
     """`fn(conn)` inside one transaction. `connection=False` runs it with no database at all."""
@@ -31,6 +38,25 @@ class Operation(Generic[T]):
     connection: bool = True
     recover: Callable[[ControlPlaneError], T] | None = None
     """When set, a storage failure is handed to this instead of being raised (used for best-effort writes)."""
+    prelude: Callable[[], Awaitable[Operation[T]]] | None = None
+    """Awaited before the transaction (outside any lock); returns the operation to run (e.g. with the verdicts
+    of asynchronous evaluators filled in)."""
+    refresh: Callable[[], Operation[T]] | None = None
+    """Builds the operation again after `GatherVerdicts` (now that the session's policy is known)."""
+
+
+def run_blocking(awaitable: Awaitable[T]) -> T:
+    """Await from synchronous code: on this thread when no event loop runs here, else on a private thread."""
+
+    async def wait() -> T:
+        return await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wait())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, wait()).result()
 
 
 def perform(conn: Connection, op: Operation[T]) -> T:

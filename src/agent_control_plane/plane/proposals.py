@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -19,8 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from agent_control_plane.clock import to_micros
 from agent_control_plane.errors import AlreadySettledError, InvalidInputError, ProposalNotFoundError
 from agent_control_plane.plane.context import PlaneContext
+from agent_control_plane.plane.operation import GatherVerdicts
 from agent_control_plane.policy.choice import TierChoice
 from agent_control_plane.policy.conditions import Facts
+from agent_control_plane.policy.evaluators import Verdict
 from agent_control_plane.store import eventlog, kills, proposals, sessions
 from agent_control_plane.store.dialect import RetryTransaction
 from agent_control_plane.store.eventlog import Head
@@ -49,6 +52,13 @@ class ProposalRequest:
     agent_id: str | None
     idempotency_key: str | None
     dry_run: bool = False
+    verdicts: tuple[Verdict, ...] | None = None
+    """The asynchronous evaluators' verdicts, gathered before the transaction (None: not gathered)."""
+
+    def facts(self, now: datetime) -> Facts:
+        """What the policy sees of this proposal before the session facts are read."""
+        mode = "dry_run" if self.dry_run else "live"
+        return Facts(self.action, self.args, self.resource, self.agent_id, self.cost, mode=mode, now=now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,17 +85,17 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
             _check_same_call(earlier, req)
             return _decision_from_row(earlier, replayed=True)
     engine = ctx.policy_for_session(conn, req.session_id)
+    if engine.async_evaluators is not None and req.verdicts is None:
+        raise GatherVerdicts
     now = ctx.clock.now()
     at = to_micros(now)
-    facts = Facts(
-        req.action, req.args, req.resource, req.agent_id, req.cost, mode="dry_run" if req.dry_run else "live", now=now
-    )
+    facts = req.facts(now)
     if engine.needs_session_facts:
         session_agent, count, spent = sessions.facts_of(conn, t, req.session_id)
         facts = replace(
             facts, agent=req.agent_id or session_agent, session_action_count=count, session_spent_cost=spent
         )
-    choice = engine.decide(facts)
+    choice = engine.decide(facts, req.verdicts or ())
     proposal_id = str(uuid.uuid4())
     reserved = sessions.reserve(conn, t, req.session_id, req.agent_id, req.cost, at) if choice.tier.executes else None
     if reserved is not None:

@@ -15,12 +15,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import cast
 
-from agent_control_plane.errors import PolicyError
 from agent_control_plane.policy.choice import TierChoice
 from agent_control_plane.policy.conditions import Facts, compile_condition, fields_used
 from agent_control_plane.policy.evaluators import (
     EvaluatorRegistry,
-    EvaluatorSpec,
+    ParallelPolicyEvaluator,
     Verdict,
     most_severe,
 )
@@ -44,6 +43,7 @@ class PolicyEngine:
         "_router",
         "_router_on",
         "_rules",
+        "async_evaluators",
         "needs_session_facts",
         "policy",
     )
@@ -58,7 +58,19 @@ class PolicyEngine:
         self.policy = load_policy(policy)
         if self.policy.evaluators and registry is None:
             registry = EvaluatorRegistry(discover=False)
-        self._evaluators = tuple(_sync_evaluator(registry, spec) for spec in self.policy.evaluators if registry)
+        built = [(spec, registry.create(spec)) for spec in self.policy.evaluators] if registry else []
+        self._evaluators = tuple(
+            cast(Callable[[Facts], Verdict], evaluator.evaluate)
+            for _, evaluator in built
+            if not inspect.iscoroutinefunction(evaluator.evaluate)
+        )
+        asynchronous = [(spec, e) for spec, e in built if inspect.iscoroutinefunction(e.evaluate)]
+        self.async_evaluators: ParallelPolicyEvaluator | None = None
+        if asynchronous:
+            # Awaited before the proposal's transaction (see plane/core.py), never while it holds a lock.
+            self.async_evaluators = ParallelPolicyEvaluator(
+                [e for _, e in asynchronous], timeouts={spec.name: spec.timeout for spec, _ in asynchronous}
+            )
         names = tuple(rule.name or f"rule {n}" for n, rule in enumerate(self.policy.rules, start=1))
         self._rules = tuple(
             (compile_condition(rule.when), _choice_for_rule(rule, names[: n + 1]))
@@ -96,20 +108,20 @@ class PolicyEngine:
             for *_, pattern, tier in ranked
         )
 
-    def decide(self, facts: Facts) -> TierChoice:
+    def decide(self, facts: Facts, verdicts: tuple[Verdict, ...] = ()) -> TierChoice:
         """Decide a proposal's tier. In order: the risk level; the agent's registration, capabilities, scopes and
         explicit assignments; the first rule whose condition holds, else the most specific `actions` entry, else
         the default tier; the evaluators, whose most severe objection wins (the first deny stops them); and last
         the auto_approve limits, which send a too-risky (or live, when only dry runs may be auto-approved)
-        auto_approve to a human."""
+        auto_approve to a human. `verdicts` are those of the asynchronous evaluators, gathered beforehand."""
         risk = None
         if self._risk_matters:
             risk = self._risk.judge(facts)
             if facts.risk is None:
                 facts = replace(facts, risk=risk.value)
         choice = (self._router.route(facts) if self._router_on else None) or self._by_rules_and_actions(facts)
-        if self._evaluators and choice.tier is not ActionTier.BLOCKED:
-            choice = self._evaluate(choice, facts)
+        if (self._evaluators or verdicts) and choice.tier is not ActionTier.BLOCKED:
+            choice = self._evaluate(choice, facts, verdicts)
         if risk is not None:
             choice = self._limit_auto_approve(choice, facts, risk)
         return choice
@@ -137,9 +149,9 @@ class PolicyEngine:
             risk=risk,
         )
 
-    def _evaluate(self, choice: TierChoice, facts: Facts) -> TierChoice:
-        verdicts: list[Verdict] = []
-        for evaluate in self._evaluators:
+    def _evaluate(self, choice: TierChoice, facts: Facts, gathered: tuple[Verdict, ...]) -> TierChoice:
+        verdicts = list(gathered)
+        for evaluate in () if any(v.tier is ActionTier.BLOCKED for v in gathered) else self._evaluators:
             verdict = evaluate(facts)
             verdicts.append(verdict)
             if verdict.tier is ActionTier.BLOCKED:
@@ -180,17 +192,6 @@ class PolicyEngine:
             if match(action) is not None:
                 return glob_choice
         return self._default
-
-
-def _sync_evaluator(registry: EvaluatorRegistry | None, spec: EvaluatorSpec) -> Callable[[Facts], Verdict]:
-    assert registry is not None
-    evaluator = registry.create(spec)
-    if inspect.iscoroutinefunction(evaluator.evaluate):
-        raise PolicyError(
-            f"evaluator {spec.name!r} ({spec.type}) is asynchronous; propose runs evaluators synchronously, so "
-            "wrap its I/O in a synchronous evaluate() or run it through ParallelPolicyEvaluator before proposing"
-        )
-    return cast(Callable[[Facts], Verdict], evaluator.evaluate)
 
 
 def _choice_for_rule(rule: Rule, tried: tuple[str, ...]) -> TierChoice:
