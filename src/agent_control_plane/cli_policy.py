@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,6 +14,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from agent_control_plane._cli_base import add_row, get_console, get_plane, make_table
 from agent_control_plane.errors import InvalidInputError, PolicyError
 from agent_control_plane.policy.conditions import Facts
 from agent_control_plane.policy.engine import PolicyEngine
@@ -21,7 +24,8 @@ from agent_control_plane.policy.testing import default_cases_path, load_cases, r
 
 policy_app = typer.Typer(
     no_args_is_help=True,
-    help="Check a policy file, print its JSON Schema, and explain how it decides a proposal (no database needed).",
+    help="Write policies like code: validate, explain and test a policy file (no database needed), print its JSON "
+    "Schema, and replay recorded proposals under a new policy before shipping it (whatif, which reads --database-url).",
 )
 
 PolicyFile = Annotated[Path, typer.Argument(metavar="FILE", help="The policy file (YAML or JSON).")]
@@ -167,3 +171,77 @@ def run_tests(
         typer.echo(f"{len(results) - failed} passed, {failed} failed")
     if failed:
         raise typer.Exit(1)
+
+
+# whatif ----------------------------------------------------------------------------------------------
+_AGE = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _since(text: str) -> datetime | timedelta:
+    """`7d`, `12h`, `30m` (an age) or an ISO-8601 time with a zone (`2026-11-01T00:00:00Z`)."""
+    age = _AGE.match(text)
+    if age:
+        return timedelta(**{_UNITS[age.group(2)]: int(age.group(1))})
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError(f"--since {text!r}: expected an age such as 7d, 12h, 30m or an ISO-8601 time") from None
+    if when.tzinfo is None:
+        raise InvalidInputError(f"--since {text!r}: give the time zone, e.g. {text}Z")
+    return when
+
+
+@policy_app.command("whatif")
+def whatif(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(metavar="NEW_FILE", help="The policy you are about to ship.")],
+    session: Annotated[str | None, typer.Option("--session", help="Only this session's proposals.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only proposals since then: an age (7d, 12h) or an ISO time.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="List at most this many changed decisions.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Decide the recorded proposals again under NEW_FILE and show every decision that would change.
+
+    Reads the event log of the database (--database-url) and writes nothing. Counts changes by tier transition
+    and lists them, so a policy change can be checked against real traffic before it ships.
+    """
+    report = get_plane(ctx).what_if(file, session_id=session, since=None if since is None else _since(since))
+    changes = [
+        {
+            "session_id": c.proposal.session_id,
+            "seq": c.proposal.seq,
+            "recorded_at": c.proposal.recorded_at.isoformat(),
+            "action": c.proposal.facts.action,
+            "old": {"tier": c.proposal.tier.value, "rule": c.proposal.rule},
+            "new": {"tier": c.tier.value, "rule": c.rule, "reason": c.reason},
+        }
+        for c in report.changes
+    ]
+    transitions = {f"{old.value} -> {new.value}": n for (old, new), n in sorted(report.transitions.items())}
+    if as_json:
+        typer.echo(
+            json.dumps({"evaluated": report.evaluated, "transitions": transitions, "changes": changes}, indent=2)
+        )
+        return
+    console = get_console()
+    console.print(
+        f"{report.evaluated} recorded proposals decided again under {file}: {len(report.changes)} would change",
+        markup=False,
+    )
+    if transitions:
+        table = make_table("tier transition", "proposals")
+        for transition, count in transitions.items():
+            add_row(table, transition, str(count))
+        console.print(table)
+    if report.changes:
+        table = make_table("session", "seq", "action", "was", "would be")
+        for change in report.changes[:limit]:
+            was = f"{change.proposal.tier.value} ({change.proposal.rule or 'default'})"
+            now = f"{change.tier.value} ({change.rule or 'default'})"
+            add_row(table, change.proposal.session_id, str(change.proposal.seq), change.proposal.facts.action, was, now)
+        console.print(table)
+        if len(changes) > limit:
+            console.print(f"… and {len(changes) - limit} more (raise --limit or use --json)", markup=False)
