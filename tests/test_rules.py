@@ -6,8 +6,18 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from agent_control_plane import ActionTier, ControlPlaneFacade, DecisionCode, PolicyEngine, PolicyError, load_policy
+from agent_control_plane import (
+    ActionTier,
+    ConditionEvaluator,
+    ControlPlaneFacade,
+    DecisionCode,
+    PolicyEngine,
+    PolicyError,
+    load_policy,
+)
 from agent_control_plane.policy.conditions import Facts
 from conftest import Backend
 
@@ -103,3 +113,38 @@ def test_policy_with_rules_survives_the_snapshot_round_trip(backend: Backend, ta
     with ControlPlaneFacade.from_database_url(backend.url, table_prefix=table_prefix) as second:
         d = second.propose(sid, action="run_sql", args={"query": "drop table t"})
         assert d.rule == "no-drop-table" and d.code is DecisionCode.POLICY_BLOCKED
+
+
+_actions = st.sampled_from(["deploy", "read", "write", "delete"])
+_rule_conditions = st.one_of(
+    st.builds(lambda a: {"field": "action", "eq": a}, _actions),
+    st.builds(lambda xs: {"field": "action", "in": xs}, st.lists(_actions, min_size=1, max_size=2)),
+    st.builds(
+        lambda a, n: {"all": [{"field": "action", "eq": a}, {"field": "cost", "gt": n}]}, _actions, st.integers(0, 3)
+    ),
+    st.builds(lambda a, b: {"any": [{"field": "action", "eq": a}, {"field": "action", "eq": b}]}, _actions, _actions),
+    st.builds(lambda a: {"not": {"field": "action", "eq": a}}, _actions),
+    st.builds(lambda n: {"field": "cost", "lte": n}, st.integers(0, 3)),
+)
+
+
+@given(
+    conditions=st.lists(st.tuples(_rule_conditions, st.sampled_from(list(ActionTier))), max_size=8),
+    action=_actions,
+    cost=st.integers(0, 4),
+)
+def test_rules_indexed_by_action_decide_like_a_plain_first_match_scan(
+    conditions: list[tuple[dict[str, object], ActionTier]], action: str, cost: int
+) -> None:
+    rules = [
+        {"name": f"r{n}", "when": when, "tier": tier.value, **({"guidance": "g"} if tier is ActionTier.STEER else {})}
+        for n, (when, tier) in enumerate(conditions)
+    ]
+    engine = PolicyEngine({"default_tier": "blocked", "rules": rules})
+    facts = Facts(action, cost=Decimal(cost))
+    expected = next(
+        ((rule["name"], rule["tier"]) for rule in rules if ConditionEvaluator(rule["when"]).holds(facts)),  # type: ignore[arg-type]
+        (None, "blocked"),
+    )
+    choice = engine.decide(facts)
+    assert (choice.rule if choice.step == "rule" else None, choice.tier.value) == expected

@@ -7,7 +7,10 @@ same transaction boundaries, PRAGMAs, number of worker processes and session lay
 So ours/limit is the share of the database's own speed the library keeps, and the replay follows the storage
 layer whenever it changes.
 
-    python -m agent_control_plane.bench [--seconds 3] [--repeats 3] [--only sqlite|postgres] [--json]
+A second table gives decision latency: microseconds per pure `PolicyEngine.decide` for generated 20- and 200-rule
+policies, with the same 20 rules evaluated by Cedar (cedarpy) as the reference (see `_bench/decisions.py`).
+
+    python -m agent_control_plane.bench [--seconds 3] [--repeats 3] [--only sqlite|postgres|decisions] [--json]
 """
 
 from __future__ import annotations
@@ -31,6 +34,16 @@ from sqlalchemy.engine import make_url
 
 from agent_control_plane._bench.action import POLICY, Backend, BenchError
 from agent_control_plane._bench.capture import capture_action
+from agent_control_plane._bench.decisions import (
+    ITERATIONS,
+    QUICK_ITERATIONS,
+    TARGET_CEDAR_RATIO,
+    TARGET_P50_US,
+    DecisionRow,
+    decision_summary,
+    decision_table,
+    run_decisions,
+)
 from agent_control_plane._bench.replay import ReplayPlan, build_plan, psycopg_dsn
 from agent_control_plane._bench.workers import Job, WorkerPool, WorkerResult
 from agent_control_plane.facade import ControlPlaneFacade
@@ -301,7 +314,7 @@ def _summary(results: Sequence[RowResult]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print its table (or JSON); 1 if a row failed, 0 otherwise."""
+    """Run the benchmark and print its tables (or JSON); 1 if a row failed, 0 otherwise."""
     parser = argparse.ArgumentParser(
         prog="acp bench",
         description=(
@@ -311,8 +324,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each run (default 3)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per row; the table shows the median (3)")
-    parser.add_argument("--quick", action="store_true", help="very short runs and 1 repeat, for tests and CI")
-    parser.add_argument("--only", choices=("sqlite", "postgres"), help="run only this backend's rows")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"very short runs and 1 repeat, and {QUICK_ITERATIONS:,} instead of {ITERATIONS:,} timed decisions "
+        "per decision-latency row; for tests and CI",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("sqlite", "postgres", "decisions"),
+        help="sqlite / postgres: only that backend's throughput rows, without the decision-latency table; "
+        "decisions: only the decision-latency table (default: everything)",
+    )
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("ACP_TEST_POSTGRES_URL", DEFAULT_POSTGRES),
@@ -325,27 +348,47 @@ def main(argv: list[str] | None = None) -> int:
     if seconds <= 0 or repeats < 1:
         parser.error("--seconds must be positive and --repeats at least 1")
     specs = [s for s in ROWS if args.only is None or s.backend == args.only]
-    console = Console()
+    console, progress = Console(), Console(stderr=True)
     if not console.is_terminal:
         console.width = 140
-    results = run_rows(
-        specs, seconds=seconds, repeats=repeats, postgres_url=args.postgres_url, console=Console(stderr=True)
+    results = (
+        run_rows(specs, seconds=seconds, repeats=repeats, postgres_url=args.postgres_url, console=progress)
+        if specs
+        else []
     )
-    worst = _minimum(results)
+    decisions: list[DecisionRow] = []
+    if args.only in (None, "decisions"):
+        with progress.status("measuring decision latency"):
+            decisions = run_decisions(iterations=QUICK_ITERATIONS if args.quick else ITERATIONS)
     if args.json:
-        document = {
-            "action": "propose + settle",
-            "seconds": seconds,
-            "repeats": repeats,
-            "statistic": "median",
-            "rows": [r.as_json() for r in results],
-            "min_ratio": None if worst is None or worst.ratio is None else round(worst.ratio, 4),
-        }
+        document: dict[str, Any] = {}
+        if specs:
+            worst = _minimum(results)
+            document |= {
+                "action": "propose + settle",
+                "seconds": seconds,
+                "repeats": repeats,
+                "statistic": "median",
+                "rows": [r.as_json() for r in results],
+                "min_ratio": None if worst is None or worst.ratio is None else round(worst.ratio, 4),
+            }
+        if decisions:
+            document["decisions"] = {
+                "unit": "µs per decision",
+                "targets": {f"p50_us_{rules}_rules": us for rules, us in TARGET_P50_US.items()}
+                | {"ours_over_cedar": TARGET_CEDAR_RATIO},
+                "rows": [row.as_json() for row in decisions],
+            }
         print(json.dumps(document, indent=2))
     else:
-        console.print(_table(results, seconds, repeats))
-        console.print(_summary(results))
-    failed = any(r.problem is not None and not r.problem.startswith("unavailable") for r in results)
+        if specs:
+            console.print(_table(results, seconds, repeats))
+            console.print(_summary(results))
+        if decisions:
+            console.print(decision_table(decisions))
+            console.print(decision_summary(decisions))
+    problems = [r.problem for r in results] + [row.problem for row in decisions]
+    failed = any(problem is not None and not problem.startswith("unavailable") for problem in problems)
     return 1 if failed else 0
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from operator import attrgetter
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
@@ -318,13 +319,66 @@ def compile_condition(condition: Condition) -> Predicate:
         inner = compile_condition(condition.not_)
         return lambda facts: not inner(facts)
     assert condition.field is not None
-    get = getter(condition.field)
     op, constant = condition.operator()
+    fast = _text_leaf(condition.field, op, constant)
+    if fast is not None:
+        return fast
+    get = getter(condition.field)
     if op == "exists":
         wanted = bool(constant)
         return lambda facts: (get(facts) is not MISSING) is wanted
     test = _test(op, constant)
     return lambda facts: (value := get(facts)) is not MISSING and test(value)
+
+
+_TEXT_FIELDS = ("action", "resource", "agent", "risk", "mode", "org", "team", "user")
+
+
+def _text_leaf(field: str, op: str, constant: Any) -> Predicate | None:
+    """Comparisons of a text field with text constants, the most common leaves, as a single closure each.
+
+    Same semantics as the general path: these fields hold a str or None (missing), a str only ever equals a str,
+    and a missing field satisfies no comparison.
+    """
+    if field not in _TEXT_FIELDS:
+        return None
+    if op in ("in", "not_in") and all(isinstance(option, str) for option in constant):
+        options = frozenset(constant)
+        if field == "action":
+            return (lambda f: f.action in options) if op == "in" else (lambda f: f.action not in options)
+        get = attrgetter(field)
+        if op == "in":
+            return lambda f: get(f) in options
+        return lambda f: (value := get(f)) is not None and value not in options
+    if op in ("eq", "ne") and isinstance(constant, str):
+        if field == "action":
+            return (lambda f: f.action == constant) if op == "eq" else (lambda f: f.action != constant)
+        get = attrgetter(field)
+        if op == "eq":
+            return lambda f: get(f) == constant
+        return lambda f: (value := get(f)) is not None and value != constant
+    return None
+
+
+def required_actions(condition: Condition) -> frozenset[str] | None:
+    """The action names a condition can hold for, when it pins them down (e.g. {field: action, eq: deploy} or an
+    `all` containing one); None when any action might do. Used to index rules by action."""
+    if condition.field == "action":
+        op, constant = condition.operator()
+        if op == "eq" and isinstance(constant, str):
+            return frozenset((constant,))
+        if op == "in" and all(isinstance(option, str) for option in constant):
+            return frozenset(constant)
+        return None
+    if condition.all is not None:
+        pinned = [found for child in condition.all if (found := required_actions(child)) is not None]
+        return frozenset.intersection(*pinned) if pinned else None
+    if condition.any is not None:
+        branches = [required_actions(child) for child in condition.any]
+        if any(branch is None for branch in branches):
+            return None
+        return frozenset().union(*(branch for branch in branches if branch is not None))
+    return None
 
 
 class ConditionEvaluator:

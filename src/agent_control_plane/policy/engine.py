@@ -8,15 +8,13 @@ index of the rule that applied says everything about the rules before it.
 
 from __future__ import annotations
 
-import fnmatch
 import inspect
-import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import cast
 
 from agent_control_plane.policy.choice import TierChoice
-from agent_control_plane.policy.conditions import Facts, compile_condition, fields_used
+from agent_control_plane.policy.conditions import Facts, Predicate, compile_condition, fields_used, required_actions
 from agent_control_plane.policy.evaluators import (
     EvaluatorRegistry,
     ParallelPolicyEvaluator,
@@ -24,25 +22,25 @@ from agent_control_plane.policy.evaluators import (
     most_severe,
 )
 from agent_control_plane.policy.model import PolicySource, Rule, load_policy
+from agent_control_plane.policy.patterns import PatternTable
 from agent_control_plane.policy.routing import AgentRegistry, ProposalRouter, RiskClassifier, RiskJudge
 from agent_control_plane.types.decisions import SEVERITY, ActionTier, RiskLevel, SteeringContext, TraceStep
-
-_WILDCARDS = re.compile(r"[*?\[\]]")
 
 
 class PolicyEngine:
     """Decides a proposal's tier under one policy. Same policy and facts, same answer."""
 
     __slots__ = (
+        "_actions",
         "_default",
         "_evaluators",
-        "_exact",
-        "_globs",
         "_risk",
         "_risk_matters",
         "_router",
         "_router_on",
         "_rules",
+        "_rules_for_action",
+        "_rules_for_any_action",
         "async_evaluators",
         "needs_session_facts",
         "policy",
@@ -57,7 +55,7 @@ class PolicyEngine:
     ) -> None:
         self.policy = load_policy(policy)
         if self.policy.evaluators and registry is None:
-            registry = EvaluatorRegistry(discover=False)
+            registry = EvaluatorRegistry()
         built = [(spec, registry.create(spec)) for spec in self.policy.evaluators] if registry else []
         self._evaluators = tuple(
             cast(Callable[[Facts], Verdict], evaluator.evaluate)
@@ -76,6 +74,16 @@ class PolicyEngine:
             (compile_condition(rule.when), _choice_for_rule(rule, names[: n + 1]))
             for n, rule in enumerate(self.policy.rules)
         )
+        # Rules that can only hold for certain actions are indexed by action: deciding scans, in file order, just
+        # the rules for this action and those for any action. First match still wins: a skipped rule could not
+        # have held.
+        pinned = [required_actions(rule.when) for rule in self.policy.rules]
+        everywhere = tuple(self._rules[n] for n, actions in enumerate(pinned) if actions is None)
+        self._rules_for_action: dict[str, tuple[tuple[Predicate, TierChoice], ...]] = {
+            name: tuple(self._rules[n] for n, actions in enumerate(pinned) if actions is None or name in actions)
+            for name in set().union(*(actions for actions in pinned if actions is not None))
+        }
+        self._rules_for_any_action = everywhere
         agents = self.policy.agents
         routed = bool(agents.registry) or agents.require_registration
         self._router = ProposalRouter(AgentRegistry(agents.registry, require_registration=agents.require_registration))
@@ -91,21 +99,12 @@ class PolicyEngine:
         )
         # Conditions on the session so far (or on the agent, which may be the session's own) need the session row,
         # read under its lock before deciding; policies without them decide before touching the database.
-        self.needs_session_facts = any(name.startswith("session.") or name == "agent" for name in used)
+        # Routing needs the agent too: a proposal without agent_id is made by the session's own agent.
+        self.needs_session_facts = routed or any(name.startswith("session.") or name == "agent" for name in used)
         everything = names
         self._default = TierChoice(self.policy.default_tier, None, rules_tried=everything)
-        self._exact: dict[str, TierChoice] = {}
-        ranked: list[tuple[int, int, int, str, ActionTier]] = []
-        for position, (pattern, tier) in enumerate(self.policy.actions.items()):
-            if _WILDCARDS.search(pattern) is None:
-                self._exact[pattern] = _actions_choice(tier, pattern, everything)
-            else:
-                literal = len(_WILDCARDS.sub("", pattern))
-                ranked.append((-literal, -len(pattern), position, pattern, tier))
-        ranked.sort()
-        self._globs = tuple(
-            (re.compile(fnmatch.translate(pattern)).match, _actions_choice(tier, pattern, everything))
-            for *_, pattern, tier in ranked
+        self._actions: PatternTable[TierChoice] = PatternTable(
+            {pattern: _actions_choice(tier, pattern, everything) for pattern, tier in self.policy.actions.items()}
         )
 
     def decide(self, facts: Facts, verdicts: tuple[Verdict, ...] = ()) -> TierChoice:
@@ -116,9 +115,11 @@ class PolicyEngine:
         auto_approve to a human. `verdicts` are those of the asynchronous evaluators, gathered beforehand."""
         risk = None
         if self._risk_matters:
-            risk = self._risk.judge(facts)
             if facts.risk is None:
+                risk = self._risk.judge(facts)
                 facts = replace(facts, risk=risk.value)
+            else:
+                risk = RiskLevel(facts.risk)  # given by the caller (a policy test case): taken as judged
         choice = (self._router.route(facts) if self._router_on else None) or self._by_rules_and_actions(facts)
         if (self._evaluators or verdicts) and choice.tier is not ActionTier.BLOCKED:
             choice = self._evaluate(choice, facts, verdicts)
@@ -175,7 +176,7 @@ class PolicyEngine:
         )
 
     def _by_rules_and_actions(self, facts: Facts) -> TierChoice:
-        for holds, choice in self._rules:
+        for holds, choice in self._rules_for_action.get(facts.action, self._rules_for_any_action):
             if holds(facts):
                 return choice
         return self.tier_for_action(facts.action)
@@ -185,13 +186,7 @@ class PolicyEngine:
         return self.decide(Facts(action))
 
     def tier_for_action(self, action: str) -> TierChoice:
-        choice = self._exact.get(action)
-        if choice is not None:
-            return choice
-        for match, glob_choice in self._globs:
-            if match(action) is not None:
-                return glob_choice
-        return self._default
+        return self._actions.lookup(action) or self._default
 
 
 def _choice_for_rule(rule: Rule, tried: tuple[str, ...]) -> TierChoice:

@@ -94,12 +94,8 @@ class AgentSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    capabilities: list[str] = Field(
-        default_factory=lambda: ["*"], description="Action glob patterns this agent may propose at all."
-    )
-    scopes: list[str] = Field(
-        default_factory=lambda: ["*"], description="Resource glob patterns this agent may act on."
-    )
+    capabilities: list[str] = Field(["*"], description="Action glob patterns this agent may propose at all.")
+    scopes: list[str] = Field(["*"], description="Resource glob patterns this agent may act on.")
     actions: dict[str, ActionTier] = Field(
         default_factory=dict,
         description="Explicit assignments: action pattern → tier for this agent, decided before any rule.",
@@ -207,14 +203,35 @@ def _validate(data: dict[str, Any], *, origin: str, lines: dict[tuple[str, ...],
         raise PolicyError(f"{origin}: invalid policy ({len(problems)} problem(s))", problems) from None
 
 
+def _owner(path: tuple[str, ...]) -> type[BaseModel] | None:
+    """The model whose keys are allowed at `path` of a policy document, when it is one of ours."""
+    model: type[BaseModel] = Policy
+    parts = list(path)
+    while parts:
+        name = parts.pop(0)
+        field = model.model_fields.get(name)
+        if field is None:
+            return None
+        annotation = field.annotation
+        origin = getattr(annotation, "__origin__", None)
+        if origin in (list, dict) and parts:
+            parts.pop(0)  # the position or key inside the list or mapping
+            annotation = annotation.__args__[-1]  # type: ignore[union-attr]
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
 def _explain(error: Any) -> str:
     if error["type"] == "enum":
         allowed = ", ".join(tier.value for tier in ActionTier)
         return f"unknown tier {error['input']!r} (expected one of {allowed})"
     if error["type"] == "extra_forbidden":
-        owners: dict[str, type[BaseModel]] = {"rules": Rule, "evaluators": EvaluatorSpec}
-        owner = owners.get(str(error["loc"][0]), Policy) if len(error["loc"]) == 3 else Policy
-        return f"unknown key (expected one of {', '.join(owner.model_fields)})"
+        owner = _owner(tuple(str(part) for part in error["loc"][:-1]))
+        if owner is None:
+            return "unknown key"
+        return f"unknown key (expected one of {', '.join(f.alias or n for n, f in owner.model_fields.items())})"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 

@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 from agent_control_plane.policy.choice import TierChoice
 from agent_control_plane.policy.conditions import Facts, compile_condition
 from agent_control_plane.policy.model import AgentSpec, RiskSettings
+from agent_control_plane.policy.patterns import PatternTable
 from agent_control_plane.types.decisions import ActionTier, RiskLevel
 
 DELEGATE_ACTION = "delegate"
@@ -49,7 +50,7 @@ class RegisteredAgent:
     agent_id: str
     may_propose: Callable[[str], bool]
     may_touch: Callable[[str], bool]
-    assignments: tuple[tuple[Callable[[str], bool], str, ActionTier], ...]
+    assignments: PatternTable[tuple[str, ActionTier]]
 
 
 class AgentRegistry:
@@ -63,10 +64,7 @@ class AgentRegistry:
 
     def register(self, agent_id: str, spec: AgentSpec | None = None) -> None:
         spec = spec or AgentSpec()
-        assignments = tuple(
-            (_globs([pattern]), pattern, tier)
-            for pattern, tier in sorted(spec.actions.items(), key=lambda item: -len(item[0].replace("*", "")))
-        )
+        assignments = PatternTable({pattern: (pattern, tier) for pattern, tier in spec.actions.items()})
         self._agents[agent_id] = RegisteredAgent(agent_id, _globs(spec.capabilities), _globs(spec.scopes), assignments)
 
     def get(self, agent_id: str | None) -> RegisteredAgent | None:
@@ -104,12 +102,12 @@ class ProposalRouter:
             refused = self._check_delegation(facts)
             if refused is not None:
                 return refused
-        if agent is not None:
-            for matches, pattern, tier in agent.assignments:
-                if matches(facts.action):
-                    return TierChoice(
-                        tier, pattern, "assignment", f"agent {agent.agent_id!r}'s explicit assignment {pattern!r}"
-                    )
+        assigned = None if agent is None else agent.assignments.lookup(facts.action)
+        if assigned is not None and agent is not None:
+            pattern, tier = assigned
+            return TierChoice(
+                tier, pattern, "assignment", f"agent {agent.agent_id!r}'s explicit assignment {pattern!r}"
+            )
         return None
 
     def _check_delegation(self, facts: Facts) -> TierChoice | None:

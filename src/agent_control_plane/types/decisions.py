@@ -77,7 +77,7 @@ class TraceStep:
     """One policy entry consulted while deciding, and whether it applied."""
 
     step: str
-    """rule, actions or default."""
+    """registration, capability, assignment, rule, actions, default, evaluator or risk."""
     name: str
     matched: bool
     tier: ActionTier | None = None
