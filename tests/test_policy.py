@@ -105,3 +105,17 @@ def test_decision_equals_reference_most_specific_match(patterns: dict[str, Actio
             expected = (ActionTier.BLOCKED, None)
     choice = engine.tier_for(action)
     assert (choice.tier, choice.rule) == expected
+
+
+def test_unknown_nested_keys_name_the_keys_allowed_there() -> None:
+    with pytest.raises(PolicyError) as caught:
+        load_policy(
+            {
+                "agents": {"registry": {"bot": {"bogus": 1}}},
+                "risk": {"rules": [{"level": "low", "x": 1, "when": {"field": "action", "exists": True}}]},
+            }
+        )
+    assert (
+        "agents.registry.bot.bogus: unknown key (expected one of capabilities, scopes, actions)" in caught.value.errors
+    )
+    assert "risk.rules.0.x: unknown key (expected one of when, level)" in caught.value.errors

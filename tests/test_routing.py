@@ -131,3 +131,19 @@ def test_a_risk_classifier_can_raise_the_level(backend: Backend, table_prefix: s
         prod = cp.propose(sid, action="deploy", resource="prod/web")
         assert prod.risk is RiskLevel.HIGH and prod.code is DecisionCode.APPROVAL_REQUIRED
         assert cp.get_remaining_budget(sid)["spent_cost"] == Decimal(0)
+
+
+def test_a_proposal_without_agent_id_is_routed_as_the_sessions_agent(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("owned", agent_id="reader", policy=ROUTED)
+    assert cp.propose(sid, action="read_doc", resource="docs/a").allowed
+    assert cp.propose(sid, action="deploy").code is DecisionCode.OUTSIDE_CAPABILITIES
+
+
+def test_agent_assignments_pick_the_most_specific_pattern_like_actions() -> None:
+    policy = {
+        "actions": {"deploy_web": "blocked"},
+        "agents": {"registry": {"bot": {"actions": {"deploy_*": "always_approve", "deploy_web": "unrestricted"}}}},
+    }
+    engine = PolicyEngine(policy)
+    assert engine.decide(Facts("deploy_web", agent="bot")).tier is ActionTier.UNRESTRICTED
+    assert engine.decide(Facts("deploy_api", agent="bot")).tier is ActionTier.ALWAYS_APPROVE
