@@ -20,6 +20,7 @@ from agent_control_plane.errors import (
     StorageError,
 )
 from agent_control_plane.facade import ControlPlaneFacade
+from agent_control_plane.plane.approvals import TicketNotFoundError
 from agent_control_plane.plane.events import BufferStats
 from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.policy.choice import TierChoice
@@ -53,6 +54,7 @@ from agent_control_plane.types.sessions import (
     SessionInfo,
     SessionStatus,
 )
+from agent_control_plane.types.tickets import GrantScope, Ticket, TicketStatus
 
 __version__ = "0.1.0"
 
@@ -76,6 +78,7 @@ __all__ = [
     "EventKind",
     "EventLogError",
     "Facts",
+    "GrantScope",
     "InvalidInputError",
     "KillScope",
     "KillSwitchInfo",
@@ -104,6 +107,9 @@ __all__ = [
     "SteeringContext",
     "StorageError",
     "SystemClock",
+    "Ticket",
+    "TicketNotFoundError",
+    "TicketStatus",
     "TierChoice",
     "TraceStep",
     "Verdict",

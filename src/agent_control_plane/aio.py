@@ -7,6 +7,7 @@ the sync facade, and a test compares both classes' signatures so they cannot dri
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any, Self, TypeVar
 
@@ -38,6 +39,7 @@ from agent_control_plane.types.sessions import (
     SessionInfo,
     SessionStatus,
 )
+from agent_control_plane.types.tickets import GrantScope, Ticket, TicketStatus
 from agent_control_plane.types.values import DEFAULT_MAX_PAYLOAD_BYTES
 
 T = TypeVar("T")
@@ -212,6 +214,42 @@ class AsyncControlPlaneFacade:
         result: dict[str, Any] | None = None,
     ) -> Settlement:
         return await self._run(self._core.settle(proposal_id, actual_cost=actual_cost, outcome=outcome, result=result))
+
+    async def approve(self, ticket_id: str, *, approver: str, comment: str | None = None) -> Ticket:
+        return await self._run(self._core.approve(ticket_id, approver=approver, comment=comment))
+
+    async def approve_for_session(
+        self, ticket_id: str, *, approver: str, scope: GrantScope | None = None, comment: str | None = None
+    ) -> Ticket:
+        return await self._run(
+            self._core.approve(ticket_id, approver=approver, comment=comment, scope=scope or GrantScope())
+        )
+
+    async def deny(self, ticket_id: str, *, approver: str, reason: str) -> Ticket:
+        return await self._run(self._core.deny(ticket_id, approver=approver, reason=reason))
+
+    async def resume(self, ticket_id: str) -> Decision:
+        return await self._run(self._core.resume(ticket_id))
+
+    async def get_ticket(self, ticket_id: str) -> Ticket:
+        return await self._run(self._core.get_ticket(ticket_id))
+
+    async def list_tickets(
+        self, *, status: TicketStatus | str | None = None, session_id: str | None = None, limit: int | None = None
+    ) -> list[Ticket]:
+        return await self._run(self._core.list_tickets(status=status, session_id=session_id, limit=limit))
+
+    async def expire_tickets(self) -> dict[str, str]:
+        return await self._run(self._core.expire_tickets())
+
+    async def wait_for_decision(self, ticket_id: str, *, timeout: float = 60.0) -> Decision:
+        waiter = self._core.waiter(ticket_id, timeout)
+        while (decided := await self._run(waiter.check())) is None:
+            delay = waiter.next_delay()
+            if delay is None:
+                return await self._run(waiter.final())
+            await asyncio.sleep(delay)
+        return decided
 
     async def kill_system(self, *, reason: str, by: str | None = None) -> KillSwitchInfo:
         return await self._run(self._core.engage_kill(KillScope.SYSTEM, None, reason=reason, by=by))

@@ -6,6 +6,7 @@ Every method validates its input in `ControlPlaneCore` and runs the resulting op
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
@@ -34,6 +35,7 @@ from agent_control_plane.types.sessions import (
     SessionInfo,
     SessionStatus,
 )
+from agent_control_plane.types.tickets import GrantScope, Ticket, TicketStatus
 from agent_control_plane.types.values import DEFAULT_MAX_PAYLOAD_BYTES
 
 T = TypeVar("T")
@@ -259,6 +261,57 @@ class ControlPlaneFacade:
         Without `actual_cost`, a success is charged its reservation and a failure nothing.
         """
         return self._run(self._core.settle(proposal_id, actual_cost=actual_cost, outcome=outcome, result=result))
+
+    # approvals ------------------------------------------------------------------------------------------------
+    def approve(self, ticket_id: str, *, approver: str, comment: str | None = None) -> Ticket:
+        """Approve the exact call of a ticket, once. The approver cannot be the agent that asked."""
+        return self._run(self._core.approve(ticket_id, approver=approver, comment=comment))
+
+    def approve_for_session(
+        self, ticket_id: str, *, approver: str, scope: GrantScope | None = None, comment: str | None = None
+    ) -> Ticket:
+        """Approve the ticket's call and grant its action for the rest of the session.
+
+        `scope` narrows the grant: a resource (exact or glob), a maximum number of uses, an expiry.
+        """
+        return self._run(self._core.approve(ticket_id, approver=approver, comment=comment, scope=scope or GrantScope()))
+
+    def deny(self, ticket_id: str, *, approver: str, reason: str) -> Ticket:
+        """Deny a ticket; `reason` is returned to the agent that asked."""
+        return self._run(self._core.deny(ticket_id, approver=approver, reason=reason))
+
+    def resume(self, ticket_id: str) -> Decision:
+        """The decision on a ticket, from any process: on approval the budget is reserved and the ticket consumed now
+        (`allowed=True`, with a `proposal_id` to settle); a second caller gets "already consumed"."""
+        return self._run(self._core.resume(ticket_id))
+
+    def get_ticket(self, ticket_id: str) -> Ticket:
+        """A ticket: the call it covers, its digest, status, deadline and who decided."""
+        return self._run(self._core.get_ticket(ticket_id))
+
+    def list_tickets(
+        self, *, status: TicketStatus | str | None = None, session_id: str | None = None, limit: int | None = None
+    ) -> list[Ticket]:
+        """Tickets, oldest first, optionally only those with `status` or of one session."""
+        return self._run(self._core.list_tickets(status=status, session_id=session_id, limit=limit))
+
+    def expire_tickets(self) -> dict[str, str]:
+        """Apply the policy's approval time-out to every overdue ticket (escalate or expire); ticket id → outcome."""
+        return self._run(self._core.expire_tickets())
+
+    def wait_for_decision(self, ticket_id: str, *, timeout: float = 60.0) -> Decision:
+        """Wait up to `timeout` seconds for a human to decide a ticket, then return the outcome as `resume` does.
+
+        Polls with backoff; an engaged kill switch that covers the call ends the wait at once with a denial.
+        Still undecided at the time-out: `allowed=False`, code `approval_required`; call again or `resume` later.
+        """
+        waiter = self._core.waiter(ticket_id, timeout)
+        while (decided := self._run(waiter.check())) is None:
+            delay = waiter.next_delay()
+            if delay is None:
+                return self._run(waiter.final())
+            time.sleep(delay)
+        return decided
 
     # kill switches ------------------------------------------------------------------------------------------
     def kill_system(self, *, reason: str, by: str | None = None) -> KillSwitchInfo:

@@ -7,6 +7,7 @@ All input checking, defaults and composition live here once. The sync facade run
 from __future__ import annotations
 
 import getpass
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -15,7 +16,7 @@ from typing import Any
 
 from agent_control_plane.clock import Clock, SystemClock, to_micros
 from agent_control_plane.errors import ControlPlaneError, InvalidInputError
-from agent_control_plane.plane import events, killswitch, proposals, sessions
+from agent_control_plane.plane import approvals, events, killswitch, proposals, sessions
 from agent_control_plane.plane.context import PlaneContext
 from agent_control_plane.plane.events import BufferStats, EventBuffer, PendingEvent
 from agent_control_plane.plane.history import recorded_proposals
@@ -37,6 +38,7 @@ from agent_control_plane.types.sessions import (
     SessionInfo,
     SessionStatus,
 )
+from agent_control_plane.types.tickets import GrantScope, Ticket, TicketStatus
 from agent_control_plane.types.values import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     to_count,
@@ -68,6 +70,44 @@ def _reason(reason: object) -> str:
 
 def _optional_name(value: object, what: str) -> str | None:
     return None if value is None else to_name(value, what)
+
+
+def _scope(scope: GrantScope | None) -> GrantScope | None:
+    if scope is None:
+        return None
+    if scope.resource is not None:
+        to_name(scope.resource, "scope.resource", max_length=500)
+    to_count(scope.max_uses, "scope.max_uses")
+    if scope.max_uses == 0:
+        raise InvalidInputError("scope.max_uses must be at least 1 (or None for no limit)")
+    if scope.expires_at is not None and scope.expires_at.tzinfo is None:
+        raise InvalidInputError("scope.expires_at must be timezone-aware (e.g. datetime(..., tzinfo=UTC))")
+    return scope
+
+
+class Waiter:
+    """The agent side of a ticket: poll its outcome with backoff (10 ms doubling to 250 ms) until `timeout`."""
+
+    def __init__(self, core: ControlPlaneCore, ticket_id: str, timeout: float) -> None:
+        self._core = core
+        self.ticket_id = ticket_id
+        self._until = time.monotonic() + timeout
+        self._delay = 0.01
+
+    def check(self) -> Operation[Decision | None]:
+        fn = partial(proposals.check_ticket, ctx=self._core.ctx, ticket_id=self.ticket_id)
+        return Operation("wait_for_decision", fn)
+
+    def next_delay(self) -> float | None:
+        """Seconds to sleep before the next check, or None when the wait has timed out."""
+        remaining = self._until - time.monotonic()
+        if remaining <= 0:
+            return None
+        delay, self._delay = min(self._delay, remaining), min(self._delay * 2, 0.25)
+        return delay
+
+    def final(self) -> Operation[Decision]:
+        return self._core.resume(self.ticket_id)
 
 
 class ControlPlaneCore:
@@ -232,6 +272,54 @@ class ControlPlaneCore:
             result_text=result_text,
         )
         return Operation("settle", fn)
+
+    # approvals --------------------------------------------------------------------------------------------
+    def approve(
+        self, ticket_id: str, *, approver: str, comment: str | None, scope: GrantScope | None = None
+    ) -> Operation[Ticket]:
+        fn = partial(
+            approvals.approve,
+            ctx=self.ctx,
+            ticket_id=to_name(ticket_id, "ticket_id"),
+            approver=to_name(approver, "approver"),
+            comment=None if comment is None else _reason(comment),
+            scope=_scope(scope),
+        )
+        return Operation("approve", fn)
+
+    def deny(self, ticket_id: str, *, approver: str, reason: str) -> Operation[Ticket]:
+        fn = partial(
+            approvals.deny,
+            ctx=self.ctx,
+            ticket_id=to_name(ticket_id, "ticket_id"),
+            approver=to_name(approver, "approver"),
+            reason=_reason(reason),
+        )
+        return Operation("deny", fn)
+
+    def resume(self, ticket_id: str) -> Operation[Decision]:
+        return Operation("resume", partial(proposals.resume, ctx=self.ctx, ticket_id=to_name(ticket_id, "ticket_id")))
+
+    def waiter(self, ticket_id: str, timeout: float) -> Waiter:
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout < 0:
+            raise InvalidInputError(f"timeout must be a number of seconds, 0 or more, got {timeout!r}")
+        return Waiter(self, to_name(ticket_id, "ticket_id"), float(timeout))
+
+    def get_ticket(self, ticket_id: str) -> Operation[Ticket]:
+        fn = partial(approvals.get, ctx=self.ctx, ticket_id=to_name(ticket_id, "ticket_id"))
+        return Operation("get_ticket", fn, read_only=True)
+
+    def list_tickets(
+        self, *, status: TicketStatus | str | None, session_id: str | None, limit: int | None
+    ) -> Operation[list[Ticket]]:
+        wanted = None if status is None else TicketStatus(status)
+        fn = partial(
+            approvals.list_all, ctx=self.ctx, status=wanted, session_id=session_id, limit=to_count(limit, "limit")
+        )
+        return Operation("list_tickets", fn, read_only=True)
+
+    def expire_tickets(self) -> Operation[dict[str, str]]:
+        return Operation("expire_tickets", partial(approvals.expire_overdue, ctx=self.ctx))
 
     # kill switches ------------------------------------------------------------------------------------------
     def engage_kill(

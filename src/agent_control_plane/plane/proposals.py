@@ -6,6 +6,7 @@ hash-chained event commit together or not at all.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from agent_control_plane.clock import to_micros
 from agent_control_plane.errors import AlreadySettledError, InvalidInputError, ProposalNotFoundError
+from agent_control_plane.plane import approvals
 from agent_control_plane.plane.context import PlaneContext
 from agent_control_plane.plane.operation import GatherVerdicts
 from agent_control_plane.policy.choice import TierChoice
@@ -31,6 +33,7 @@ from agent_control_plane.store.types import tidy
 from agent_control_plane.types.decisions import ActionTier, Decision, DecisionCode
 from agent_control_plane.types.events import EventKind
 from agent_control_plane.types.sessions import SessionStatus
+from agent_control_plane.types.tickets import TicketStatus
 from agent_control_plane.types.values import canonical_json
 
 
@@ -88,7 +91,6 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
     if engine.async_evaluators is not None and req.verdicts is None:
         raise GatherVerdicts
     now = ctx.clock.now()
-    at = to_micros(now)
     facts = req.facts(now)
     if engine.needs_session_facts:
         session_agent, count, spent = sessions.facts_of(conn, t, req.session_id)
@@ -96,21 +98,48 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
             facts, agent=req.agent_id or session_agent, session_action_count=count, session_spent_cost=spent
         )
     choice = engine.decide(facts, req.verdicts or ())
+    authority = None
+    if choice.tier is ActionTier.ALWAYS_APPROVE:
+        if req.agent_id is None:
+            # A ticket binds the call's agent: the session's own when the proposal names none.
+            req = replace(req, agent_id=sessions.facts_of(conn, t, req.session_id)[0])
+        authority = approvals.find_authority(conn, ctx, req, to_micros(now))
+    return execute(conn, ctx, req, choice, authority, to_micros(now))
+
+
+def execute(
+    conn: Connection,
+    ctx: PlaneContext,
+    req: ProposalRequest,
+    choice: TierChoice,
+    authority: approvals.Authority | None,
+    at: int,
+) -> Decision:
+    """Reserve and record an allowed proposal (one whose tier executes, or one a human authorized), or record why
+    it may not run (and, for one that needs a human, the ticket that asks). Shared by propose and resume."""
+    t = ctx.tables
     proposal_id = str(uuid.uuid4())
-    reserved = sessions.reserve(conn, t, req.session_id, req.agent_id, req.cost, at) if choice.tier.executes else None
+    executes = choice.tier.executes or authority is not None
+    reserved = sessions.reserve(conn, t, req.session_id, req.agent_id, req.cost, at) if executes else None
     if reserved is not None:
         head, session_agent = reserved
+        if authority is not None and not approvals.consume(conn, ctx, authority, proposal_id, at):
+            # A concurrent transaction consumed it first: decide again, without it.
+            raise RetryTransaction
+        reason = choice.describe(req.action) if authority is None else authority.describe()
         decision = Decision.allow(
             choice.tier,
-            choice.describe(req.action),
+            reason,
             proposal_id=proposal_id,
             session_id=req.session_id,
             rule=choice.rule,
             trace=choice.trace,
             risk=choice.risk,
         )
+        if authority is not None and authority.kind == "ticket":
+            decision = replace(decision, ticket_id=authority.authority_id)
     else:
-        head, session_agent, decision = _refuse(conn, ctx, req, choice, proposal_id, at)
+        head, session_agent, decision = _refuse(conn, ctx, req, choice, proposal_id, at, authorized=authority)
     agent_id = req.agent_id or session_agent
     row = {
         "id": proposal_id,
@@ -137,7 +166,7 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
         # Another transaction committed the same idempotency key after our lookup: start over and return its
         # decision instead of reserving twice.
         raise RetryTransaction from None
-    payload = {
+    payload: dict[str, Any] = {
         "proposal_id": proposal_id,
         "action": req.action,
         "args": req.args,
@@ -153,7 +182,10 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
         "trace": [step.as_dict() for step in decision.trace],
         "risk": decision.risk,
         "mode": "dry_run" if req.dry_run else "live",
+        "ticket_id": decision.ticket_id,
     }
+    if authority is not None and decision.allowed:
+        payload["authorized_by"] = authority.as_dict()
     if decision.steering is not None:
         payload["steering"] = {
             "guidance": decision.steering.guidance,
@@ -163,15 +195,88 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
     return decision
 
 
+def resume(conn: Connection, ctx: PlaneContext, ticket_id: str) -> Decision:
+    """The outcome of a ticket: on approval, reserve and consume it now (`allowed=True` with a proposal to settle);
+    otherwise why not (still pending, denied, expired, or already consumed by someone else)."""
+    at = ctx.now_micros()
+    approvals.expire_if_overdue(conn, ctx, approvals.load(conn, ctx, ticket_id), at)
+    row = approvals.load(conn, ctx, ticket_id)
+    status = TicketStatus(row["status"])
+    if status is TicketStatus.APPROVED:
+        req = ProposalRequest(
+            session_id=row["session_id"],
+            action=row["action"],
+            args=json.loads(row["args"]),
+            args_text=row["args"],
+            resource=row["resource"],
+            cost=row["cost"],
+            agent_id=row["agent_id"],
+            idempotency_key=None,
+        )
+        choice = TierChoice(ActionTier.ALWAYS_APPROVE, f"ticket {ticket_id}", "approval")
+        authority = approvals.Authority("ticket", ticket_id, row["decided_by"], row["comment"])
+        return execute(conn, ctx, req, choice, authority, at)
+    return ticket_outcome(row, status)
+
+
+def check_ticket(conn: Connection, ctx: PlaneContext, ticket_id: str) -> Decision | None:
+    """For a waiter: the ticket's outcome once it has one (consuming an approval), a kill switch that stops it, or
+    None while it still waits for a human."""
+    at = ctx.now_micros()
+    approvals.expire_if_overdue(conn, ctx, approvals.load(conn, ctx, ticket_id), at)
+    row = approvals.load(conn, ctx, ticket_id)
+    if row["status"] != TicketStatus.PENDING.value:
+        return resume(conn, ctx, ticket_id)
+    kill = approvals.killed_while_waiting(conn, ctx, row)
+    if kill is None:
+        return None
+    return replace(ticket_outcome(row, TicketStatus.PENDING), code=DecisionCode.KILLED, reason=f"denied: {kill}")
+
+
+def ticket_outcome(row: Mapping[Any, Any], status: TicketStatus) -> Decision:
+    """The (not executing) decision a ticket in `status` stands for."""
+    by = row["decided_by"]
+    code, reason = {
+        TicketStatus.PENDING: (
+            DecisionCode.APPROVAL_REQUIRED,
+            f"waiting for approval (ticket {row['id']}"
+            + (f", escalated to {row['approver_group']})" if row["approver_group"] else ")"),
+        ),
+        TicketStatus.DENIED: (DecisionCode.APPROVAL_DENIED, f"denied by {by}: {row['comment']}"),
+        TicketStatus.EXPIRED: (DecisionCode.APPROVAL_EXPIRED, f"ticket {row['id']} expired before anyone decided"),
+        TicketStatus.CONSUMED: (
+            DecisionCode.ALREADY_CONSUMED,
+            f"ticket {row['id']} was already consumed (by proposal {row['consumed_by']}); it authorizes one execution",
+        ),
+    }[status]
+    return Decision.deny(
+        ActionTier.ALWAYS_APPROVE,
+        reason,
+        code,
+        proposal_id=row["proposal_id"],
+        session_id=row["session_id"],
+        rule=None,
+        ticket_id=row["id"],
+    )
+
+
 def _refuse(
-    conn: Connection, ctx: PlaneContext, req: ProposalRequest, choice: TierChoice, proposal_id: str, at: int
+    conn: Connection,
+    ctx: PlaneContext,
+    req: ProposalRequest,
+    choice: TierChoice,
+    proposal_id: str,
+    at: int,
+    *,
+    authorized: approvals.Authority | None,
 ) -> tuple[Head, str | None, Decision]:
-    """Why the proposal may not run: read under the stream lock, most urgent cause first."""
+    """Why the proposal may not run: read under the stream lock, most urgent cause first. An `authorized`
+    proposal (a human approved it) skips the tier and can only be stopped by kills, status and budgets."""
     state = sessions.claim(conn, ctx.tables, req.session_id, 1, at)
     assert state is not None  # the policy lookup already proved the session exists, and sessions are never deleted
     head = Head(state["last_seq"], state["last_hash"])
 
-    def deny(reason: str, code: DecisionCode) -> tuple[Head, str | None, Decision]:
+    def deny(reason: str, code: DecisionCode, ticket_id: str | None = None) -> tuple[Head, str | None, Decision]:
         steering = choice.steering if code is DecisionCode.STEERED else None
         decision = Decision.deny(
             choice.tier,
@@ -183,6 +288,7 @@ def _refuse(
             steering=steering,
             trace=choice.trace,
             risk=choice.risk,
+            ticket_id=ticket_id,
         )
         return head, state["agent_id"], decision
 
@@ -195,15 +301,18 @@ def _refuse(
             DecisionCode.SESSION_NOT_ACTIVE,
         )
     described = choice.describe(req.action)
-    if choice.tier is ActionTier.BLOCKED:
+    if authorized is not None:
+        pass  # a human decided the tier; only the budget below can still refuse
+    elif choice.tier is ActionTier.BLOCKED:
         code = {
             "registration": DecisionCode.AGENT_NOT_REGISTERED,
             "capability": DecisionCode.OUTSIDE_CAPABILITIES,
         }.get(choice.step, DecisionCode.POLICY_BLOCKED)
         return deny(f"denied: {described}", code)
-    if choice.tier is ActionTier.ALWAYS_APPROVE:
-        return deny(f"needs approval: {described}", DecisionCode.APPROVAL_REQUIRED)
-    if choice.tier is ActionTier.STEER:
+    elif choice.tier is ActionTier.ALWAYS_APPROVE:
+        ticket_id = approvals.request(conn, ctx, req, described, proposal_id, at)
+        return deny(f"needs approval: {described} (ticket {ticket_id})", DecisionCode.APPROVAL_REQUIRED, ticket_id)
+    elif choice.tier is ActionTier.STEER:
         guidance = choice.steering.guidance if choice.steering is not None else "choose a different action"
         return deny(f"steered: {described}; {guidance}", DecisionCode.STEERED)
     max_cost, max_count = state["max_cost"], state["max_action_count"]

@@ -28,7 +28,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -111,6 +111,27 @@ class AgentSettings(BaseModel):
     registry: dict[str, AgentSpec] = Field(default_factory=dict, description="Agent id → its capabilities.")
 
 
+class ApprovalSettings(BaseModel):
+    """How long a ticket waits for a human, and what happens when nobody answers in time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timeout_seconds: float = Field(3600, gt=0, description="Seconds a ticket waits for a decision.")
+    on_timeout: Literal["deny", "escalate"] = Field(
+        "deny", description="deny: the ticket expires; escalate: it goes to `escalate_to` with a new deadline."
+    )
+    escalate_to: str | None = Field(None, description="The approver group an overdue ticket is escalated to.")
+    escalation_timeout_seconds: float = Field(
+        3600, gt=0, description="Seconds the escalated ticket waits before it expires."
+    )
+
+    @model_validator(mode="after")
+    def _escalation_has_a_target(self) -> ApprovalSettings:
+        if self.on_timeout == "escalate" and not self.escalate_to:
+            raise ValueError("on_timeout: escalate needs escalate_to (the approver group to escalate to)")
+        return self
+
+
 class Policy(BaseModel):
     """A governance policy. Immutable; a session keeps the snapshot it was opened with."""
 
@@ -134,6 +155,9 @@ class Policy(BaseModel):
         default_factory=AutoApproveSettings, description="Limits on what auto_approve may let through."
     )
     agents: AgentSettings = Field(default_factory=AgentSettings, description="Registered agents and routing.")
+    approvals: ApprovalSettings = Field(
+        default_factory=ApprovalSettings, description="Approval tickets: how long they wait, and what then."
+    )
     evaluators: list[EvaluatorSpec] = Field(
         default_factory=list,
         description="Checks that may object to any proposal (regex, list, or registered types); the most severe "

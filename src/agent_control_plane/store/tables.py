@@ -142,6 +142,46 @@ class ScopedModelRegistry:
             Index(n("kill_switches_active_ix"), "released_at", "scope", "target"),
         )
 
+        self.tickets = Table(
+            n("tickets"),
+            md,
+            Column("id", String(64), primary_key=True),
+            Column("session_id", String(64), ForeignKey(fk), nullable=False),
+            Column("proposal_id", String(64), nullable=False),
+            Column("digest", String(64), nullable=False),
+            Column("agent_id", String(200)),
+            Column("action", String(200), nullable=False),
+            Column("resource", String(500)),
+            Column("args", Text, nullable=False),
+            Column("cost", Money, nullable=False),
+            Column("reason", Text, nullable=False),
+            Column("status", String(16), nullable=False),
+            Column("approver_group", String(200)),
+            Column("deadline", BigInteger),
+            Column("decided_by", String(200)),
+            Column("decided_at", BigInteger),
+            Column("comment", Text),
+            Column("consumed_by", String(64)),
+            Column("created_at", BigInteger, nullable=False),
+            Index(n("tickets_call_ix"), "session_id", "digest", "status"),
+            Index(n("tickets_status_ix"), "status", "deadline"),
+        )
+        self.grants = Table(
+            n("grants"),
+            md,
+            Column("id", String(64), primary_key=True),
+            Column("session_id", String(64), ForeignKey(fk), nullable=False),
+            Column("ticket_id", String(64), nullable=False),
+            Column("action", String(200), nullable=False),
+            Column("resource", String(500)),
+            Column("max_uses", BigInteger),
+            Column("uses", BigInteger, nullable=False),
+            Column("expires_at", BigInteger),
+            Column("granted_by", String(200), nullable=False),
+            Column("created_at", BigInteger, nullable=False),
+            Index(n("grants_session_ix"), "session_id", "action"),
+        )
+
     @cached_property
     def statements(self) -> Statements:
         """Prebuilt hot-path statements for these tables (building a statement costs more than running it)."""

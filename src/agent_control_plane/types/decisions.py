@@ -51,6 +51,9 @@ class DecisionCode(StrEnum):
     ACTION_COUNT_EXCEEDED = "action_count_exceeded"
     AGENT_NOT_REGISTERED = "agent_not_registered"
     OUTSIDE_CAPABILITIES = "outside_capabilities"
+    APPROVAL_DENIED = "approval_denied"
+    APPROVAL_EXPIRED = "approval_expired"
+    ALREADY_CONSUMED = "already_consumed"
 
 
 SEVERITY: dict[ActionTier, int] = {
@@ -138,5 +141,18 @@ class Decision:
         steering: SteeringContext | None = None,
         trace: tuple[TraceStep, ...] = (),
         risk: RiskLevel | None = None,
+        ticket_id: str | None = None,
     ) -> Decision:
-        return cls(tier, False, reason, code, proposal_id, session_id, rule, steering=steering, trace=trace, risk=risk)
+        return cls(
+            tier,
+            False,
+            reason,
+            code,
+            proposal_id,
+            session_id,
+            rule,
+            ticket_id,
+            steering=steering,
+            trace=trace,
+            risk=risk,
+        )

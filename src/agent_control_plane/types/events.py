@@ -17,6 +17,12 @@ class EventKind(StrEnum):
     PROPOSAL_SETTLED = "proposal.settled"
     KILL_ENGAGED = "kill.engaged"
     KILL_RELEASED = "kill.released"
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_GRANTED = "approval.granted"
+    APPROVAL_DENIED = "approval.denied"
+    APPROVAL_CONSUMED = "approval.consumed"
+    APPROVAL_ESCALATED = "approval.escalated"
+    APPROVAL_EXPIRED = "approval.expired"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,232 @@
+"""Approval tickets: bound to the exact call, decided once, consumed once, waited on across processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from agent_control_plane import (
+    ActionTier,
+    ControlPlaneFacade,
+    DecisionCode,
+    GrantScope,
+    InvalidInputError,
+    ManualClock,
+    SessionStateError,
+    TicketNotFoundError,
+    TicketStatus,
+)
+from conftest import POLICY, Backend
+
+ESCALATING = {
+    **POLICY,
+    "approvals": {
+        "timeout_seconds": 600,
+        "on_timeout": "escalate",
+        "escalate_to": "sre-leads",
+        "escalation_timeout_seconds": 300,
+    },
+}
+
+
+def test_a_call_that_needs_a_human_gets_one_ticket_bound_to_that_call(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("approvals", agent_id="bot")
+    first = cp.propose(sid, action="launch", args={"n": 1}, cost=Decimal("0.5"))
+    assert first.tier is ActionTier.ALWAYS_APPROVE and not first.allowed and first.ticket_id is not None
+    assert first.code is DecisionCode.APPROVAL_REQUIRED and first.ticket_id in first.reason
+    again = cp.propose(sid, action="launch", args={"n": 1}, cost=Decimal("0.5"))
+    assert again.ticket_id == first.ticket_id  # the same call waits on the same ticket
+    other = cp.propose(sid, action="launch", args={"n": 2}, cost=Decimal("0.5"))
+    assert other.ticket_id != first.ticket_id
+    ticket = cp.get_ticket(first.ticket_id)
+    assert (ticket.status, ticket.action, ticket.args, ticket.agent_id) == (
+        TicketStatus.PENDING,
+        "launch",
+        {"n": 1},
+        "bot",
+    )
+    assert ticket.deadline is not None and len(ticket.digest) == 64
+    assert {t.ticket_id for t in cp.list_tickets(status="pending")} == {first.ticket_id, other.ticket_id}
+
+
+def test_approved_ticket_is_consumed_once_by_resume(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("resume", agent_id="bot", max_cost=Decimal("5"))
+    asked = cp.propose(sid, action="launch", cost=Decimal("2"))
+    assert asked.ticket_id is not None
+    approved = cp.approve(asked.ticket_id, approver="alice", comment="go ahead")
+    assert approved.status is TicketStatus.APPROVED and approved.decided_by == "alice"
+    d = cp.resume(asked.ticket_id)
+    assert d.allowed and d.ticket_id == asked.ticket_id and "approved by alice" in d.reason
+    assert cp.get_remaining_budget(sid)["reserved_cost"] == Decimal("2")
+    cp.settle(d.proposal_id, actual_cost=Decimal("1.5"))
+    second = cp.resume(asked.ticket_id)
+    assert not second.allowed and second.code is DecisionCode.ALREADY_CONSUMED and "already consumed" in second.reason
+    assert cp.get_ticket(asked.ticket_id).consumed_by == d.proposal_id
+    kinds = [e.kind for e in cp.replay(sid)]
+    assert "approval.granted" in kinds and kinds.count("proposal.decided") == 2
+    assert cp.verify(sid).ok
+
+
+def test_re_proposing_the_exact_approved_call_runs_it_and_one_byte_of_difference_does_not(
+    cp: ControlPlaneFacade,
+) -> None:
+    sid = cp.open_session("exact", agent_id="bot")
+    asked = cp.propose(sid, action="launch", args={"target": "mars"})
+    assert asked.ticket_id is not None
+    cp.approve(asked.ticket_id, approver="alice")
+    assert not cp.propose(sid, action="launch", args={"target": "mars "}).allowed  # one byte more
+    d = cp.propose(sid, action="launch", args={"target": "mars"})
+    assert d.allowed and d.ticket_id == asked.ticket_id
+    assert cp.propose(sid, action="launch", args={"target": "mars"}).code is DecisionCode.APPROVAL_REQUIRED
+
+
+def test_denial_reaches_the_agent_and_tickets_are_decided_once(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("deny", agent_id="bot")
+    asked = cp.propose(sid, action="launch")
+    assert asked.ticket_id is not None
+    with pytest.raises(InvalidInputError, match="cannot approve or deny its own call"):
+        cp.approve(asked.ticket_id, approver="bot")
+    cp.deny(asked.ticket_id, approver="alice", reason="not during the freeze")
+    d = cp.resume(asked.ticket_id)
+    assert d.code is DecisionCode.APPROVAL_DENIED and d.reason == "denied by alice: not during the freeze"
+    with pytest.raises(SessionStateError, match="already denied by alice"):
+        cp.approve(asked.ticket_id, approver="bob")
+    with pytest.raises(TicketNotFoundError):
+        cp.resume("no-such-ticket")
+
+
+def test_approve_for_session_grants_the_action_within_its_scope(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("grants", agent_id="bot")
+    asked = cp.propose(sid, action="launch", resource="staging/web")
+    assert asked.ticket_id is not None
+    cp.approve_for_session(asked.ticket_id, approver="alice", scope=GrantScope(resource="staging/*", max_uses=2))
+    assert cp.resume(asked.ticket_id).allowed  # the ticket's own call
+    uses = [cp.propose(sid, action="launch", resource=f"staging/{n}") for n in range(3)]
+    assert [d.allowed for d in uses] == [True, True, False]
+    assert uses[0].reason.startswith("approved for this session by alice (grant ")
+    assert cp.propose(sid, action="launch", resource="prod/web").code is DecisionCode.APPROVAL_REQUIRED
+    assert cp.propose(sid, action="other_thing", resource="staging/x").code is DecisionCode.APPROVAL_REQUIRED
+
+
+def test_budget_and_kill_switches_still_apply_to_an_approved_call(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("limits", agent_id="bot", max_cost=Decimal("1"))
+    asked = cp.propose(sid, action="launch", cost=Decimal("2"))
+    assert asked.ticket_id is not None
+    cp.approve(asked.ticket_id, approver="alice")
+    over = cp.resume(asked.ticket_id)
+    assert over.code is DecisionCode.COST_BUDGET_EXCEEDED
+    assert cp.get_ticket(asked.ticket_id).status is TicketStatus.APPROVED  # not consumed by a refusal
+    cp.kill_session(sid, reason="stop", by="ops")
+    assert cp.resume(asked.ticket_id).code is DecisionCode.KILLED
+
+
+def test_overdue_tickets_escalate_once_then_expire(backend: Backend, table_prefix: str, clock: ManualClock) -> None:
+    with ControlPlaneFacade.from_database_url(
+        backend.url, policy=ESCALATING, clock=clock, table_prefix=table_prefix
+    ) as cp:
+        cp.setup()
+        sid = cp.open_session("slow humans", agent_id="bot")
+        asked = cp.propose(sid, action="launch")
+        assert asked.ticket_id is not None
+        clock.advance(timedelta(seconds=601))
+        assert cp.expire_tickets() == {asked.ticket_id: "escalated"}
+        ticket = cp.get_ticket(asked.ticket_id)
+        assert ticket.status is TicketStatus.PENDING and ticket.approver_group == "sre-leads"
+        assert "escalated to sre-leads" in cp.resume(asked.ticket_id).reason
+        clock.advance(timedelta(seconds=301))
+        d = cp.resume(asked.ticket_id)  # time-outs are applied on every read too
+        assert d.code is DecisionCode.APPROVAL_EXPIRED
+        with pytest.raises(SessionStateError, match="already expired"):
+            cp.approve(asked.ticket_id, approver="alice")
+        kinds = [e.kind for e in cp.replay(sid)]
+        assert kinds[-2:] == ["approval.escalated", "approval.expired"]
+
+
+def _wait(url: str, prefix: str, ticket_id: str, results: Any) -> None:
+    with ControlPlaneFacade.from_database_url(url, table_prefix=prefix) as cp:
+        started = time.monotonic()
+        d = cp.wait_for_decision(ticket_id, timeout=60)
+        results.put((d.allowed, d.code.value, d.proposal_id, time.monotonic() - started))
+
+
+@pytest.fixture
+def live_cp(backend: Backend, table_prefix: str) -> Any:
+    """A control plane on the system clock, like the worker processes it shares the database with."""
+    plane = ControlPlaneFacade.from_database_url(backend.url, policy=POLICY, table_prefix=table_prefix)
+    plane.setup()
+    yield plane
+    plane.close()
+
+
+def _spawn_waiter(backend: Backend, prefix: str, ticket_id: str) -> tuple[Any, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    process = ctx.Process(target=_wait, args=(backend.url, prefix, ticket_id, results))
+    process.start()
+    return process, results
+
+
+def test_a_waiter_in_another_process_wakes_on_approval(
+    live_cp: ControlPlaneFacade, backend: Backend, table_prefix: str
+) -> None:
+    sid = live_cp.open_session("waiting", agent_id="bot")
+    asked = live_cp.propose(sid, action="launch", cost=Decimal("0.1"))
+    assert asked.ticket_id is not None
+    process, results = _spawn_waiter(backend, table_prefix, asked.ticket_id)
+    time.sleep(1.5)
+    live_cp.approve(asked.ticket_id, approver="alice")
+    allowed, code, proposal_id, _ = results.get(timeout=60)
+    process.join(30)
+    assert allowed and code == "allowed"
+    live_cp.settle(proposal_id)  # the waiter's reservation is settled here: any process may settle it
+    assert live_cp.resume(asked.ticket_id).code is DecisionCode.ALREADY_CONSUMED
+
+
+def test_a_kill_switch_wakes_a_waiter(live_cp: ControlPlaneFacade, backend: Backend, table_prefix: str) -> None:
+    sid = live_cp.open_session("killed while waiting", agent_id="bot")
+    asked = live_cp.propose(sid, action="launch")
+    assert asked.ticket_id is not None
+    process, results = _spawn_waiter(backend, table_prefix, asked.ticket_id)
+    time.sleep(1.5)
+    engaged = time.monotonic()
+    live_cp.kill_agent("bot", reason="misbehaving", by="ops")
+    allowed, code, _, _ = results.get(timeout=60)
+    process.join(30)
+    assert not allowed and code == "killed"
+    assert time.monotonic() - engaged < 5
+
+
+def _resume(url: str, prefix: str, ticket_id: str, barrier: Any, results: Any) -> None:
+    with ControlPlaneFacade.from_database_url(url, table_prefix=prefix) as cp:
+        barrier.wait()
+        d = cp.resume(ticket_id)
+        results.put((d.allowed, d.code.value))
+
+
+def test_workers_racing_to_execute_one_approved_call_consume_it_once(
+    live_cp: ControlPlaneFacade, backend: Backend, table_prefix: str
+) -> None:
+    sid = live_cp.open_session("race", agent_id="bot", max_cost=Decimal("10"))
+    asked = live_cp.propose(sid, action="launch", cost=Decimal("1"))
+    assert asked.ticket_id is not None
+    live_cp.approve(asked.ticket_id, approver="alice")
+    workers = 8 if backend.name == "postgres" else 4
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(workers), ctx.Queue()
+    processes = [
+        ctx.Process(target=_resume, args=(backend.url, table_prefix, asked.ticket_id, barrier, results))
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(30)
+    assert sorted(outcomes) == [(False, "already_consumed")] * (workers - 1) + [(True, "allowed")]
+    assert live_cp.get_remaining_budget(sid)["reserved_cost"] == Decimal("1")
+    assert live_cp.verify(sid).ok
