@@ -174,10 +174,10 @@ def test_unknown_event_kind_in_the_log_fails_closed(cp: ControlPlaneFacade, raw:
     sid = _session_with_events(cp, 3)
     with raw.begin() as conn:
         conn.execute(
-            text(f"UPDATE {table_prefix}events SET kind = 'approval.granted' WHERE session_id = :s AND seq = 2"),
+            text(f"UPDATE {table_prefix}events SET kind = 'lease.granted' WHERE session_id = :s AND seq = 2"),
             {"s": sid},
         )
-    with pytest.raises(EventLogError, match="'approval.granted'.*upgrade"):
+    with pytest.raises(EventLogError, match="'lease.granted'.*upgrade"):
         cp.replay(sid)
 
 
