@@ -22,7 +22,7 @@ from agent_control_plane.plane.operation import GatherVerdicts, Operation, failu
 from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
-from agent_control_plane.policy.routing import DELEGATE_ACTION, RiskClassifier
+from agent_control_plane.policy.routing import RiskClassifier
 from agent_control_plane.policy.whatif import WhatIfReport
 from agent_control_plane.store.dialect import (
     SqliteSync,
@@ -194,13 +194,13 @@ class AsyncControlPlaneFacade:
         idempotency_key: str | None = None,
     ) -> Decision:
         return await self._run(
-            self._core.propose(
+            self._core.delegate(
                 session_id,
-                DELEGATE_ACTION,
-                args={"to": to_agent, "task": task, "args": args or {}},
-                resource=None,
-                cost=cost,
+                task,
+                to_agent=to_agent,
                 agent_id=agent_id,
+                args=args,
+                cost=cost,
                 idempotency_key=idempotency_key,
             )
         )

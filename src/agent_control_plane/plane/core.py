@@ -25,7 +25,7 @@ from agent_control_plane.plane.proposals import Outcome, ProposalRequest, Settle
 from agent_control_plane.policy.engine import PolicyEngine
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
-from agent_control_plane.policy.routing import RiskClassifier
+from agent_control_plane.policy.routing import DELEGATE_ACTION, RiskClassifier
 from agent_control_plane.policy.whatif import WhatIfReport, what_if
 from agent_control_plane.store import migrate
 from agent_control_plane.store.tables import ScopedModelRegistry
@@ -227,6 +227,29 @@ class ControlPlaneCore:
             dry_run=bool(dry_run),
         )
         return self._proposal(request)
+
+    def delegate(
+        self,
+        session_id: str,
+        task: str,
+        *,
+        to_agent: str,
+        agent_id: str | None,
+        args: dict[str, Any] | None,
+        cost: Decimal | float | int | str,
+        idempotency_key: str | None,
+    ) -> Operation[Decision]:
+        """A proposal of the `delegate` action: handing `task` to `to_agent` is itself governed."""
+        handed = {"to": to_name(to_agent, "to_agent"), "task": to_name(task, "task"), "args": args or {}}
+        return self.propose(
+            session_id,
+            DELEGATE_ACTION,
+            args=handed,
+            resource=None,
+            cost=cost,
+            agent_id=agent_id,
+            idempotency_key=idempotency_key,
+        )
 
     def _proposal(self, request: ProposalRequest) -> Operation[Decision]:
         """The propose operation; when the session's policy has asynchronous evaluators, with a prelude that

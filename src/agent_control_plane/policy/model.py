@@ -197,8 +197,8 @@ def load_policy(source: PolicySource) -> Policy:
     return parse_policy_text(text, origin=str(path))
 
 
-def parse_policy_text(text: str, *, origin: str = "policy") -> Policy:
-    """Parse YAML (JSON is YAML too) and validate it, naming the line of each problem."""
+def read_yaml(text: str, *, origin: str) -> tuple[Any, dict[tuple[str, ...], int]]:
+    """Parse YAML (JSON is YAML too) into data plus the line of every key path, for errors that point at the file."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -206,11 +206,17 @@ def parse_policy_text(text: str, *, origin: str = "policy") -> Policy:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise PolicyError(f"{origin}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return data, line_index(node)
+
+
+def parse_policy_text(text: str, *, origin: str = "policy") -> Policy:
+    """Parse YAML (JSON is YAML too) and validate it, naming the line of each problem."""
+    data, lines = read_yaml(text, origin=origin)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise PolicyError(f"{origin}: a policy must be a mapping (keys such as default_tier, actions)")
-    return _validate(data, origin=origin, lines=line_index(node))
+    return _validate(data, origin=origin, lines=lines)
 
 
 def _validate(data: dict[str, Any], *, origin: str, lines: dict[tuple[str, ...], int]) -> Policy:

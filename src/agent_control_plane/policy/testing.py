@@ -24,7 +24,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from agent_control_plane.errors import PolicyError
@@ -32,7 +31,7 @@ from agent_control_plane.policy.choice import TierChoice
 from agent_control_plane.policy.conditions import Facts
 from agent_control_plane.policy.engine import PolicyEngine
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
-from agent_control_plane.policy.model import PolicySource, line_index, nearest_line
+from agent_control_plane.policy.model import PolicySource, nearest_line, read_yaml
 from agent_control_plane.types.decisions import ActionTier, TraceStep
 
 CASES_SUFFIXES = (".tests.yaml", ".tests.yml", ".tests.json")
@@ -216,19 +215,12 @@ def load_cases(path: Path) -> list[Case]:
 
 def parse_cases_text(text: str, *, origin: str = "test cases") -> list[Case]:
     """Parse YAML (or JSON) test cases and validate them whole, naming the line of each problem."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise PolicyError(f"{origin}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    data, lines = read_yaml(text, origin=origin)
     shape = "a list of cases, each with name, proposal and expect"
     if not isinstance(data, list):
         raise PolicyError(f"{origin}: test cases must be {shape}")
     if not data:
         raise PolicyError(f"{origin}: no test cases; write {shape}")
-    lines = line_index(node)
     problems = [(nearest_line(lines, loc), loc, message) for loc, message in _duplicate_names(data)]
     try:
         cases = _CASES.validate_python(data)
