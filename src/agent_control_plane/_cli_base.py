@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import NoReturn
 
@@ -100,3 +101,13 @@ def make_table(*columns: str) -> Table:
 def add_row(table: Table, *cells: str | None) -> None:
     # Text, not markup: names, reasons and payloads come from users and agents.
     table.add_row(*(Text("" if cell is None else cell) for cell in cells))
+
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """`30s`, `30m`, `2h`, `7d`, `1w` as a timedelta; None when `text` is not written that way."""
+    match = _DURATION.match(text)
+    return None if match is None else timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})

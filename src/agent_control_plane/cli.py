@@ -39,6 +39,7 @@ from agent_control_plane._cli_base import (
     make_table,
 )
 from agent_control_plane.cli_policy import policy_app
+from agent_control_plane.cli_tickets import tickets_app
 
 SUMMARY_WIDTH = 80
 
@@ -93,6 +94,7 @@ app.add_typer(sessions_app, name="sessions")
 app.add_typer(events_app, name="events")
 app.add_typer(kill_app, name="kill")
 app.add_typer(policy_app, name="policy")
+app.add_typer(tickets_app, name="tickets")
 
 
 SessionArgument = Annotated[str, typer.Argument(metavar="SESSION", help="The session id.")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -14,7 +13,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from agent_control_plane._cli_base import add_row, get_console, get_plane, make_table
+from agent_control_plane._cli_base import add_row, get_console, get_plane, make_table, parse_duration
 from agent_control_plane.errors import InvalidInputError, PolicyError
 from agent_control_plane.policy.conditions import Facts
 from agent_control_plane.policy.engine import PolicyEngine
@@ -174,15 +173,11 @@ def run_tests(
 
 
 # whatif ----------------------------------------------------------------------------------------------
-_AGE = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
 def _since(text: str) -> datetime | timedelta:
     """`7d`, `12h`, `30m` (an age) or an ISO-8601 time with a zone (`2026-11-01T00:00:00Z`)."""
-    age = _AGE.match(text)
-    if age:
-        return timedelta(**{_UNITS[age.group(2)]: int(age.group(1))})
+    age = parse_duration(text)
+    if age is not None:
+        return age
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from agent_control_plane.clock import to_micros
 from agent_control_plane.errors import AlreadySettledError, InvalidInputError, ProposalNotFoundError
-from agent_control_plane.plane import approvals
+from agent_control_plane.plane import approvals, leases
 from agent_control_plane.plane.context import PlaneContext
 from agent_control_plane.plane.operation import GatherVerdicts
 from agent_control_plane.policy.choice import TierChoice
@@ -120,9 +120,20 @@ def execute(
     t = ctx.tables
     proposal_id = str(uuid.uuid4())
     executes = choice.tier.executes or authority is not None
-    reserved = sessions.reserve(conn, t, req.session_id, req.agent_id, req.cost, at) if executes else None
+    limits = ctx.policy_for_session(conn, req.session_id).policy.concurrency
+    lease_keys: list[leases.Key] = []
+    crowded = None
+    if executes and limits.limited:
+        # The session row is locked first (facts_of reads it FOR UPDATE), then the lease keys: one lock order.
+        owner = sessions.facts_of(conn, t, req.session_id)[0]
+        lease_keys = leases.keys_for(limits, req.session_id, req.agent_id or owner, req.resource)
+        crowded = leases.check(conn, ctx, lease_keys, at)
+    may_reserve = executes and crowded is None
+    reserved = sessions.reserve(conn, t, req.session_id, req.agent_id, req.cost, at) if may_reserve else None
     if reserved is not None:
         head, session_agent = reserved
+        if lease_keys:
+            leases.take(conn, ctx, lease_keys, limits, proposal_id, at)
         if authority is not None and not approvals.consume(conn, ctx, authority, proposal_id, at):
             # A concurrent transaction consumed it first: decide again, without it.
             raise RetryTransaction
@@ -139,7 +150,9 @@ def execute(
         if authority is not None and authority.kind == "ticket":
             decision = replace(decision, ticket_id=authority.authority_id)
     else:
-        head, session_agent, decision = _refuse(conn, ctx, req, choice, proposal_id, at, authorized=authority)
+        head, session_agent, decision = _refuse(
+            conn, ctx, req, choice, proposal_id, at, authorized=authority, crowded=crowded
+        )
     agent_id = req.agent_id or session_agent
     row = {
         "id": proposal_id,
@@ -269,6 +282,7 @@ def _refuse(
     at: int,
     *,
     authorized: approvals.Authority | None,
+    crowded: str | None = None,
 ) -> tuple[Head, str | None, Decision]:
     """Why the proposal may not run: read under the stream lock, most urgent cause first. An `authorized`
     proposal (a human approved it) skips the tier and can only be stopped by kills, status and budgets."""
@@ -300,6 +314,8 @@ def _refuse(
             f"denied: session {req.session_id} is {state['status']}, so it takes no proposals",
             DecisionCode.SESSION_NOT_ACTIVE,
         )
+    if crowded is not None:
+        return deny(f"denied: {crowded}; try again when one settles", DecisionCode.CONCURRENCY_LIMIT)
     described = choice.describe(req.action)
     if authorized is not None:
         pass  # a human decided the tier; only the budget below can still refuse
@@ -400,6 +416,8 @@ def settle(
         raise AlreadySettledError(f"proposal {proposal_id} is already settled ({existing['status']})")
     reserved: Decimal = closed["cost"]
     actual_cost = closed["actual_cost"]
+    if ctx.policy_for_session(conn, closed["session_id"]).policy.concurrency.limited:
+        leases.release(conn, ctx, proposal_id, at)
     head = sessions.settle_budget(conn, t, closed["session_id"], reserved, actual_cost, at)
     payload = {
         "proposal_id": proposal_id,

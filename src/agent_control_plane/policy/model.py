@@ -132,6 +132,23 @@ class ApprovalSettings(BaseModel):
         return self
 
 
+class ConcurrencySettings(BaseModel):
+    """At most N actions in flight (allowed, not yet settled) per session, per agent and per resource."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    per_session: int | None = Field(None, ge=1, description="In-flight actions one session may have (null: no limit).")
+    per_agent: int | None = Field(None, ge=1, description="In-flight actions one agent may have across sessions.")
+    per_resource: int | None = Field(None, ge=1, description="In-flight actions on one resource across sessions.")
+    lease_seconds: float = Field(
+        300, gt=0, description="A lease not released by settle expires after this long, so a dead holder never blocks."
+    )
+
+    @property
+    def limited(self) -> bool:
+        return any(limit is not None for limit in (self.per_session, self.per_agent, self.per_resource))
+
+
 class Policy(BaseModel):
     """A governance policy. Immutable; a session keeps the snapshot it was opened with."""
 
@@ -157,6 +174,9 @@ class Policy(BaseModel):
     agents: AgentSettings = Field(default_factory=AgentSettings, description="Registered agents and routing.")
     approvals: ApprovalSettings = Field(
         default_factory=ApprovalSettings, description="Approval tickets: how long they wait, and what then."
+    )
+    concurrency: ConcurrencySettings = Field(
+        default_factory=ConcurrencySettings, description="Leases that bound how many actions run at once."
     )
     evaluators: list[EvaluatorSpec] = Field(
         default_factory=list,

@@ -182,6 +182,25 @@ class ScopedModelRegistry:
             Index(n("grants_session_ix"), "session_id", "action"),
         )
 
+        self.lease_keys = Table(
+            n("lease_keys"),
+            md,
+            Column("scope", String(16), primary_key=True),
+            Column("key", String(500), primary_key=True),
+        )
+        self.leases = Table(
+            n("leases"),
+            md,
+            Column("id", String(64), primary_key=True),
+            Column("proposal_id", String(64), nullable=False),
+            Column("scope", String(16), nullable=False),
+            Column("key", String(500), nullable=False),
+            Column("expires_at", BigInteger, nullable=False),
+            Column("released_at", BigInteger),
+            Index(n("leases_key_ix"), "scope", "key", "released_at"),
+            Index(n("leases_proposal_ix"), "proposal_id"),
+        )
+
     @cached_property
     def statements(self) -> Statements:
         """Prebuilt hot-path statements for these tables (building a statement costs more than running it)."""

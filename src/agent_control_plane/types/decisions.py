@@ -54,6 +54,7 @@ class DecisionCode(StrEnum):
     APPROVAL_DENIED = "approval_denied"
     APPROVAL_EXPIRED = "approval_expired"
     ALREADY_CONSUMED = "already_consumed"
+    CONCURRENCY_LIMIT = "concurrency_limit"
 
 
 SEVERITY: dict[ActionTier, int] = {
