@@ -23,6 +23,7 @@ from agent_control_plane.facade import ControlPlaneFacade
 from agent_control_plane.plane.approvals import TicketNotFoundError
 from agent_control_plane.plane.events import BufferStats
 from agent_control_plane.plane.proposals import Outcome, Settlement
+from agent_control_plane.plane.recovery import RecoveryReport
 from agent_control_plane.policy.choice import TierChoice
 from agent_control_plane.policy.conditions import Condition, ConditionEvaluator, Facts
 from agent_control_plane.policy.engine import PolicyEngine
@@ -94,6 +95,7 @@ __all__ = [
     "ProposalNotFoundError",
     "ProposalRouter",
     "RecordedProposal",
+    "RecoveryReport",
     "RegexEvaluator",
     "RiskClassifier",
     "RiskLevel",

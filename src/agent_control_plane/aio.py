@@ -20,6 +20,7 @@ from agent_control_plane.plane.core import ControlPlaneCore
 from agent_control_plane.plane.events import BufferStats
 from agent_control_plane.plane.operation import GatherVerdicts, Operation, failure, perform
 from agent_control_plane.plane.proposals import Outcome, Settlement
+from agent_control_plane.plane.recovery import RecoveryReport
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
 from agent_control_plane.policy.routing import RiskClassifier
@@ -250,6 +251,9 @@ class AsyncControlPlaneFacade:
                 return await self._run(waiter.final())
             await asyncio.sleep(delay)
         return decided
+
+    async def recover(self, *, older_than: timedelta | None = None) -> RecoveryReport:
+        return await self._run(self._core.recover(older_than=older_than))
 
     async def kill_system(self, *, reason: str, by: str | None = None) -> KillSwitchInfo:
         return await self._run(self._core.engage_kill(KillScope.SYSTEM, None, reason=reason, by=by))

@@ -37,6 +37,7 @@ from agent_control_plane._cli_base import (
     get_plane,
     json_text,
     make_table,
+    parse_duration,
 )
 from agent_control_plane.cli_policy import policy_app
 from agent_control_plane.cli_tickets import tickets_app
@@ -378,6 +379,46 @@ def kill_list(
             cells.append(released)
         add_row(table, *cells)
     get_console().print(table)
+
+
+# recover ----------------------------------------------------------------------------------------------------
+@app.command("recover")
+def recover(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Treat actions allowed longer ago than this (e.g. 0s, 10m) as interrupted, instead of each "
+            "session policy's recovery.interrupted_after_seconds. Use 0s only when no worker is running.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Crash recovery: settle as interrupted what dead workers left unsettled (never re-running it), release
+    their leases, and escalate or expire overdue tickets. Safe to run at every start-up."""
+    age = None
+    if older_than is not None:
+        age = parse_duration(older_than)
+        if age is None:
+            fail(f"--older-than {older_than!r}: expected a duration such as 0s, 10m or 1h")
+    report = get_plane(ctx).recover(older_than=age)
+    if as_json:
+        echo_json({"interrupted": [asdict(s) for s in report.interrupted], "tickets": report.tickets})
+        return
+    console = get_console()
+    console.print(report.describe(), markup=False)
+    if report.interrupted:
+        table = make_table("proposal", "session", "reserved", "charged")
+        for settled in report.interrupted:
+            add_row(
+                table,
+                settled.proposal_id,
+                settled.session_id,
+                format_amount(settled.reserved_cost),
+                format_amount(settled.actual_cost),
+            )
+        console.print(table)
 
 
 # bench ------------------------------------------------------------------------------------------------------

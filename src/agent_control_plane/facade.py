@@ -20,6 +20,7 @@ from agent_control_plane.plane.core import ControlPlaneCore
 from agent_control_plane.plane.events import BufferStats
 from agent_control_plane.plane.operation import GatherVerdicts, Operation, failure, perform, run_blocking
 from agent_control_plane.plane.proposals import Outcome, Settlement
+from agent_control_plane.plane.recovery import RecoveryReport
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
 from agent_control_plane.policy.routing import RiskClassifier
@@ -312,6 +313,15 @@ class ControlPlaneFacade:
                 return self._run(waiter.final())
             time.sleep(delay)
         return decided
+
+    def recover(self, *, older_than: timedelta | None = None) -> RecoveryReport:
+        """Crash recovery: settle as `interrupted` the allowed actions nobody settled in time (never running them
+        again), release their leases, and apply approval time-outs. Run it at start-up, or `acp recover`.
+
+        `older_than` overrides the policies' `recovery.interrupted_after_seconds` (0 right after restarting the
+        only worker, when nothing can still be running).
+        """
+        return self._run(self._core.recover(older_than=older_than))
 
     # kill switches ------------------------------------------------------------------------------------------
     def kill_system(self, *, reason: str, by: str | None = None) -> KillSwitchInfo:

@@ -16,12 +16,13 @@ from typing import Any
 
 from agent_control_plane.clock import Clock, SystemClock, to_micros
 from agent_control_plane.errors import ControlPlaneError, InvalidInputError
-from agent_control_plane.plane import approvals, events, killswitch, proposals, sessions
+from agent_control_plane.plane import approvals, events, killswitch, proposals, recovery, sessions
 from agent_control_plane.plane.context import PlaneContext
 from agent_control_plane.plane.events import BufferStats, EventBuffer, PendingEvent
 from agent_control_plane.plane.history import recorded_proposals
 from agent_control_plane.plane.operation import Operation
 from agent_control_plane.plane.proposals import Outcome, ProposalRequest, Settlement
+from agent_control_plane.plane.recovery import RecoveryReport
 from agent_control_plane.policy.engine import PolicyEngine
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
@@ -343,6 +344,11 @@ class ControlPlaneCore:
 
     def expire_tickets(self) -> Operation[dict[str, str]]:
         return Operation("expire_tickets", partial(approvals.expire_overdue, ctx=self.ctx))
+
+    def recover(self, *, older_than: timedelta | None) -> Operation[RecoveryReport]:
+        if older_than is not None and (not isinstance(older_than, timedelta) or older_than < timedelta(0)):
+            raise InvalidInputError(f"older_than must be a timedelta of 0 or more, got {older_than!r}")
+        return Operation("recover", partial(recovery.recover, ctx=self.ctx, older_than=older_than))
 
     # kill switches ------------------------------------------------------------------------------------------
     def engage_kill(

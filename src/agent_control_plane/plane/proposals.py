@@ -42,6 +42,8 @@ class Outcome(StrEnum):
 
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    """Nobody knows: its worker died (crash recovery settles such actions, and never runs them again)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,14 +396,19 @@ def settle(
     t = ctx.tables
     at = ctx.now_micros()
     # UPDATE … WHERE status = 'reserved' matches once, so two settles of one proposal cannot both charge the
-    # budget. Without an actual cost, a success is charged what it reserved and a failure nothing.
+    # budget. Without an actual cost, a success is charged what it reserved, a failure nothing, and an
+    # interruption what the session's policy says (recovery.charge_interrupted).
+    charge = outcome is Outcome.SUCCEEDED
+    if outcome is Outcome.INTERRUPTED:
+        session_id = proposals.session_of(conn, t, proposal_id)
+        charge = session_id is not None and ctx.policy_for_session(conn, session_id).policy.recovery.charge_interrupted
     closed = proposals.mark_settled(
         conn,
         t,
         proposal_id,
         status=outcome.value,
         actual_cost=actual_cost,
-        charge_reserved=outcome is Outcome.SUCCEEDED,
+        charge_reserved=charge,
         result=result_text,
         at=at,
     )

@@ -149,6 +149,21 @@ class ConcurrencySettings(BaseModel):
         return any(limit is not None for limit in (self.per_session, self.per_agent, self.per_resource))
 
 
+class RecoverySettings(BaseModel):
+    """What crash recovery does with actions that were allowed but never settled."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    interrupted_after_seconds: float = Field(
+        900, gt=0, description="An allowed action not settled after this long is taken as interrupted."
+    )
+    charge_interrupted: bool = Field(
+        False,
+        description="false: an interrupted action's reservation is released; true: it is charged, since the action "
+        "may have run before its worker died.",
+    )
+
+
 class Policy(BaseModel):
     """A governance policy. Immutable; a session keeps the snapshot it was opened with."""
 
@@ -177,6 +192,9 @@ class Policy(BaseModel):
     )
     concurrency: ConcurrencySettings = Field(
         default_factory=ConcurrencySettings, description="Leases that bound how many actions run at once."
+    )
+    recovery: RecoverySettings = Field(
+        default_factory=RecoverySettings, description="What crash recovery does with actions never settled."
     )
     evaluators: list[EvaluatorSpec] = Field(
         default_factory=list,

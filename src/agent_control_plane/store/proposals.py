@@ -28,6 +28,18 @@ def get(conn: Connection, t: ScopedModelRegistry, proposal_id: str) -> ProposalR
     return None if row is None else row._mapping
 
 
+def session_of(conn: Connection, t: ScopedModelRegistry, proposal_id: str) -> str | None:
+    p = t.proposals
+    return conn.execute(select(p.c.session_id).where(p.c.id == proposal_id)).scalar_one_or_none()
+
+
+def unsettled_before(conn: Connection, t: ScopedModelRegistry, before: int) -> list[RowMapping]:
+    """Allowed proposals still holding their reservation that were decided before `before` (µs)."""
+    p = t.proposals
+    stmt = select(p.c.id, p.c.session_id, p.c.created_at).where(p.c.status == "reserved", p.c.created_at < before)
+    return [row._mapping for row in conn.execute(stmt.order_by(p.c.created_at, p.c.id))]
+
+
 def mark_settled(
     conn: Connection,
     t: ScopedModelRegistry,

@@ -1,0 +1,60 @@
+"""`CrashRecovery`: settle what dead workers left open, and apply approval time-outs, without running anything.
+
+An action allowed but not settled past its session policy's `recovery.interrupted_after_seconds` is settled as
+`interrupted` (its reservation released, or charged when the policy says it may have run), its leases released,
+and that is logged in its session like any settlement. Nothing is executed again: an interrupted proposal is
+closed for good, and a late `settle` of it is refused. Overdue tickets are escalated or expired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import Connection
+
+from agent_control_plane.errors import AlreadySettledError
+from agent_control_plane.plane import approvals
+from agent_control_plane.plane.context import PlaneContext
+from agent_control_plane.plane.proposals import Outcome, Settlement, settle
+from agent_control_plane.store import proposals
+from agent_control_plane.types.values import canonical_json
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What one recovery run did."""
+
+    interrupted: list[Settlement] = field(default_factory=list)
+    tickets: dict[str, str] = field(default_factory=dict)
+    """Ticket id → escalated / expired."""
+
+    def describe(self) -> str:
+        released = sum((s.reserved_cost - s.actual_cost for s in self.interrupted), start=0)
+        return (
+            f"{len(self.interrupted)} interrupted action(s) settled ({released} released), "
+            f"{sum(o == 'escalated' for o in self.tickets.values())} ticket(s) escalated, "
+            f"{sum(o == 'expired' for o in self.tickets.values())} expired"
+        )
+
+
+def recover(conn: Connection, ctx: PlaneContext, older_than: timedelta | None) -> RecoveryReport:
+    """One recovery pass. `older_than` overrides the policies' `interrupted_after_seconds` (e.g. 0 right after a
+    restart of the only worker, when nothing can still be running)."""
+    at = ctx.now_micros()
+    shortest = None if older_than is None else int(older_than / timedelta(microseconds=1))
+    report = RecoveryReport()
+    candidates = proposals.unsettled_before(conn, ctx.tables, at - (shortest or 0))
+    result = {"interrupted": True, "by": "crash recovery"}
+    for row in candidates:
+        if shortest is None:
+            limit = ctx.policy_for_session(conn, row["session_id"]).policy.recovery.interrupted_after_seconds
+            if row["created_at"] > at - int(limit * 1_000_000):
+                continue
+        try:
+            closed = settle(conn, ctx, row["id"], Outcome.INTERRUPTED, None, result, canonical_json(result))
+        except AlreadySettledError:
+            continue  # settled by its worker a moment ago
+        report.interrupted.append(closed)
+    report.tickets.update(approvals.expire_overdue(conn, ctx))
+    return report
