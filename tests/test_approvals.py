@@ -230,3 +230,54 @@ def test_workers_racing_to_execute_one_approved_call_consume_it_once(
     assert sorted(outcomes) == [(False, "already_consumed")] * (workers - 1) + [(True, "allowed")]
     assert live_cp.get_remaining_budget(sid)["reserved_cost"] == Decimal("1")
     assert live_cp.verify(sid).ok
+
+
+def _wait_and_time(url: str, prefix: str, ticket_id: str, asynchronous: bool, results: Any) -> None:
+    import asyncio
+
+    from agent_control_plane import AsyncControlPlaneFacade
+
+    if asynchronous:
+
+        async def wait() -> bool:
+            async with AsyncControlPlaneFacade.from_database_url(url, table_prefix=prefix) as acp:
+                return (await acp.wait_for_decision(ticket_id, timeout=30)).allowed
+
+        allowed = asyncio.run(wait())
+    else:
+        with ControlPlaneFacade.from_database_url(url, table_prefix=prefix) as cp:
+            allowed = cp.wait_for_decision(ticket_id, timeout=30).allowed
+    results.put((allowed, time.monotonic()))  # CLOCK_MONOTONIC is system-wide on Linux: comparable across processes
+
+
+@pytest.mark.parametrize("url_kind", ["psycopg", "asyncpg", "psycopg-async"])
+def test_postgres_waiters_wake_on_notify_not_on_the_next_poll(
+    postgres_database: str, table_prefix: str, url_kind: str
+) -> None:
+    url = (
+        postgres_database.replace("postgresql+psycopg://", "postgresql+asyncpg://")
+        if url_kind == "asyncpg"
+        else (postgres_database)
+    )
+    with ControlPlaneFacade.from_database_url(postgres_database, policy=POLICY, table_prefix=table_prefix) as cp:
+        cp.setup()
+        sid = cp.open_session("notified", agent_id="bot")
+        ctx = multiprocessing.get_context("spawn")
+        latencies = []
+        for round_number in range(3):
+            asked = cp.propose(sid, action="launch", args={"round": round_number})
+            assert asked.ticket_id is not None
+            results = ctx.Queue()
+            process = ctx.Process(
+                target=_wait_and_time, args=(url, table_prefix, asked.ticket_id, url_kind != "psycopg", results)
+            )
+            process.start()
+            time.sleep(2.0)  # long enough for polling to have backed off to its slowest interval
+            cp.approve(asked.ticket_id, approver="alice")
+            approved_at = time.monotonic()
+            allowed, woke_at = results.get(timeout=60)
+            process.join(30)
+            assert allowed
+            latencies.append(woke_at - approved_at)
+        # Polling alone would wake 125 ms after the approval on average (250 ms intervals by then).
+        assert sorted(latencies)[1] < 0.06, latencies

@@ -7,7 +7,6 @@ the sync facade, and a test compares both classes' signatures so they cannot dri
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from typing import Any, Self, TypeVar
 
@@ -30,6 +29,7 @@ from agent_control_plane.store.dialect import (
     StorageOptions,
     create_asynchronous_engine,
 )
+from agent_control_plane.store.notify import AsyncListener
 from agent_control_plane.store.tables import ScopedModelRegistry
 from agent_control_plane.types.decisions import Decision
 from agent_control_plane.types.events import EventFrame, VerifyReport
@@ -245,12 +245,13 @@ class AsyncControlPlaneFacade:
 
     async def wait_for_decision(self, ticket_id: str, *, timeout: float = 60.0) -> Decision:
         waiter = self._core.waiter(ticket_id, timeout)
-        while (decided := await self._run(waiter.check())) is None:
-            delay = waiter.next_delay()
-            if delay is None:
-                return await self._run(waiter.final())
-            await asyncio.sleep(delay)
-        return decided
+        async with AsyncListener(self._engine.url, self._core.tables) as listener:
+            while (decided := await self._run(waiter.check())) is None:
+                delay = waiter.next_delay()
+                if delay is None:
+                    return await self._run(waiter.final())
+                await listener.wait(delay)
+            return decided
 
     async def recover(self, *, older_than: timedelta | None = None) -> RecoveryReport:
         return await self._run(self._core.recover(older_than=older_than))

@@ -6,7 +6,6 @@ Every method validates its input in `ControlPlaneCore` and runs the resulting op
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
@@ -26,6 +25,7 @@ from agent_control_plane.policy.model import PolicySource
 from agent_control_plane.policy.routing import RiskClassifier
 from agent_control_plane.policy.whatif import WhatIfReport
 from agent_control_plane.store.dialect import SqliteSync, StorageOptions, create_sync_engine
+from agent_control_plane.store.notify import Listener
 from agent_control_plane.store.tables import ScopedModelRegistry
 from agent_control_plane.types.decisions import Decision
 from agent_control_plane.types.events import EventFrame, VerifyReport
@@ -303,16 +303,18 @@ class ControlPlaneFacade:
     def wait_for_decision(self, ticket_id: str, *, timeout: float = 60.0) -> Decision:
         """Wait up to `timeout` seconds for a human to decide a ticket, then return the outcome as `resume` does.
 
-        Polls with backoff; an engaged kill switch that covers the call ends the wait at once with a denial.
+        Wakes on PostgreSQL's NOTIFY (polling with backoff on SQLite); an engaged kill switch that covers the call
+        ends the wait at once with a denial.
         Still undecided at the time-out: `allowed=False`, code `approval_required`; call again or `resume` later.
         """
         waiter = self._core.waiter(ticket_id, timeout)
-        while (decided := self._run(waiter.check())) is None:
-            delay = waiter.next_delay()
-            if delay is None:
-                return self._run(waiter.final())
-            time.sleep(delay)
-        return decided
+        with Listener(self._engine.url, self._core.tables) as listener:
+            while (decided := self._run(waiter.check())) is None:
+                delay = waiter.next_delay()
+                if delay is None:
+                    return self._run(waiter.final())
+                listener.wait(delay)
+            return decided
 
     def recover(self, *, older_than: timedelta | None = None) -> RecoveryReport:
         """Crash recovery: settle as `interrupted` the allowed actions nobody settled in time (never running them

@@ -24,6 +24,7 @@ from agent_control_plane.plane.context import PlaneContext
 from agent_control_plane.plane.events import PendingEvent, append_to_stream
 from agent_control_plane.store import approvals as rows
 from agent_control_plane.store import kills, sessions
+from agent_control_plane.store.notify import notify
 from agent_control_plane.store.types import tidy
 from agent_control_plane.types.events import EventKind
 from agent_control_plane.types.tickets import GrantScope, Ticket, TicketStatus
@@ -157,8 +158,10 @@ def ticket_from_row(row: RowMapping) -> Ticket:
 def _log(
     conn: Connection, ctx: PlaneContext, row: RowMapping, kind: EventKind, payload: dict[str, Any], at: int
 ) -> None:
+    """Record a ticket's change in its session's log, and wake whoever waits on it (after commit)."""
     event = PendingEvent(row["session_id"], kind, canonical_json({"ticket_id": row["id"], **payload}), at)
     append_to_stream(conn, ctx, row["session_id"], [event])
+    notify(conn, ctx.tables, str(row["id"]))
 
 
 def _pending(conn: Connection, ctx: PlaneContext, ticket_id: str, at: int) -> RowMapping:

@@ -15,6 +15,7 @@ from agent_control_plane.plane.context import PlaneContext
 from agent_control_plane.plane.events import PendingEvent, append_to_stream
 from agent_control_plane.store import eventlog, kills, sessions
 from agent_control_plane.store.eventlog import Head
+from agent_control_plane.store.notify import notify
 from agent_control_plane.store.statements import CONTROL_KIND
 from agent_control_plane.store.tables import CONTROL_STREAM_ID
 from agent_control_plane.types.events import EventKind
@@ -64,6 +65,7 @@ def engage(
         "engaged_at": at,
     }
     kills.insert(conn, t, row)
+    notify(conn, t, "kill")  # waiters on tickets wake up and see the kill
     payload = {"kill_id": kill_id, "scope": scope.value, "target": target, "reason": reason, "by": by}
     eventlog.append(conn, t, CONTROL_STREAM_ID, head, [(EventKind.KILL_ENGAGED, canonical_json(payload), at)])
     if scope is KillScope.SESSION and target is not None:
