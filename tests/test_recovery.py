@@ -128,3 +128,33 @@ def test_acp_recover_reports_what_it_did(backend: Backend, table_prefix: str) ->
     assert "1 interrupted action(s) settled (0.5 released)" in result.output and d.proposal_id in result.output
     bad = CliRunner().invoke(app, [*base, "--older-than", "soon"])
     assert bad.exit_code == 2 and "expected a duration" in bad.output
+
+
+def test_crash_recovery_and_timeout_escalation_run_with_either_facade(
+    backend: Backend, table_prefix: str, clock: ManualClock
+) -> None:
+    import asyncio
+
+    from agent_control_plane import AsyncControlPlaneFacade, CrashRecovery, TimeoutEscalation
+
+    with _plane(backend, table_prefix, RECOVERING, clock) as cp:
+        sid = cp.open_session("jobs")
+        cp.propose(sid, action="run_job")
+        asked = cp.propose(sid, action="deploy")
+        clock.advance(timedelta(hours=2))
+        assert asked.ticket_id is not None
+        assert TimeoutEscalation(cp).run() == {asked.ticket_id: "expired"}
+        report = CrashRecovery(cp).run()
+        assert isinstance(report, type(cp.recover())) and len(report.interrupted) == 1  # type: ignore[arg-type]
+
+    async def from_async() -> int:
+        async with AsyncControlPlaneFacade.from_database_url(
+            backend.async_url, policy=RECOVERING, table_prefix=table_prefix, clock=clock
+        ) as acp:
+            await acp.propose(await acp.open_session("async jobs"), action="run_job")
+            clock.advance(timedelta(hours=1))
+            outcome = CrashRecovery(acp).run()
+            assert not isinstance(outcome, type(None))
+            return len((await outcome).interrupted)  # type: ignore[misc]
+
+    assert asyncio.run(from_async()) == 1

@@ -20,6 +20,7 @@ from agent_control_plane.errors import (
     StorageError,
 )
 from agent_control_plane.facade import ControlPlaneFacade
+from agent_control_plane.maintenance import CrashRecovery, TimeoutEscalation
 from agent_control_plane.plane.approvals import TicketNotFoundError
 from agent_control_plane.plane.events import BufferStats
 from agent_control_plane.plane.proposals import Outcome, Settlement
@@ -71,6 +72,7 @@ __all__ = [
     "ConditionEvaluator",
     "ControlPlaneError",
     "ControlPlaneFacade",
+    "CrashRecovery",
     "Decision",
     "DecisionCode",
     "EvaluatorRegistry",
@@ -113,6 +115,7 @@ __all__ = [
     "TicketNotFoundError",
     "TicketStatus",
     "TierChoice",
+    "TimeoutEscalation",
     "TraceStep",
     "Verdict",
     "VerifyReport",

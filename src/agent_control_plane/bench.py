@@ -10,7 +10,11 @@ layer whenever it changes.
 A second table gives decision latency: microseconds per pure `PolicyEngine.decide` for generated 20- and 200-rule
 policies, with the same 20 rules evaluated by Cedar (cedarpy) as the reference (see `_bench/decisions.py`).
 
-    python -m agent_control_plane.bench [--seconds 3] [--repeats 3] [--only sqlite|postgres|decisions] [--json]
+A third table gives the approval round trip on each backend: a ticket created by a waiter process, approved in an
+approver process, and the time until the waiter's `wait_for_decision` wakes (see `_bench/approvals.py`).
+
+    python -m agent_control_plane.bench [--seconds 3] [--repeats 3] [--only sqlite|postgres|decisions|approvals]
+                                        [--json]
 """
 
 from __future__ import annotations
@@ -33,6 +37,15 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from agent_control_plane._bench.action import POLICY, Backend, BenchError
+from agent_control_plane._bench.approvals import (
+    QUICK_ROUNDS,
+    ROUNDS,
+    TARGET_WAKE_P50_MS,
+    ApprovalRow,
+    approval_summary,
+    approval_table,
+    run_approvals,
+)
 from agent_control_plane._bench.capture import capture_action
 from agent_control_plane._bench.decisions import (
     ITERATIONS,
@@ -327,14 +340,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"very short runs and 1 repeat, and {QUICK_ITERATIONS:,} instead of {ITERATIONS:,} timed decisions "
-        "per decision-latency row; for tests and CI",
+        help=f"very short runs and 1 repeat, {QUICK_ITERATIONS:,} instead of {ITERATIONS:,} timed decisions "
+        f"per decision-latency row, and {QUICK_ROUNDS} instead of {ROUNDS} approval round trips per backend; "
+        "for tests and CI",
     )
     parser.add_argument(
         "--only",
-        choices=("sqlite", "postgres", "decisions"),
-        help="sqlite / postgres: only that backend's throughput rows, without the decision-latency table; "
-        "decisions: only the decision-latency table (default: everything)",
+        choices=("sqlite", "postgres", "decisions", "approvals"),
+        help="sqlite / postgres: only that backend's throughput and approval round-trip rows, without the "
+        "decision-latency table; decisions: only the decision-latency table; approvals: only the approval "
+        "round-trip table, on both backends (default: everything)",
     )
     parser.add_argument(
         "--postgres-url",
@@ -360,6 +375,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "decisions"):
         with progress.status("measuring decision latency"):
             decisions = run_decisions(iterations=QUICK_ITERATIONS if args.quick else ITERATIONS)
+    approvals: list[ApprovalRow] = []
+    approval_backends: tuple[Backend, ...] = ("sqlite", "postgres")
+    if args.only in ("sqlite", "postgres"):
+        approval_backends = (args.only,)
+    if args.only in (None, "sqlite", "postgres", "approvals"):
+        with progress.status("measuring approval round trips"):
+            approvals = run_approvals(
+                approval_backends,
+                rounds=QUICK_ROUNDS if args.quick else ROUNDS,
+                postgres_database=lambda: _postgres_database(args.postgres_url),
+            )
     if args.json:
         document: dict[str, Any] = {}
         if specs:
@@ -379,6 +405,14 @@ def main(argv: list[str] | None = None) -> int:
                 | {"ours_over_cedar": TARGET_CEDAR_RATIO},
                 "rows": [row.as_json() for row in decisions],
             }
+        if approvals:
+            document["approvals"] = {
+                "unit": "ms",
+                "wake_up": "approve() returned in the approver → wait_for_decision returned allowed in the waiter",
+                "round_trip": "propose returned the ticket → wait_for_decision returned allowed",
+                "targets": {"postgres_wake_p50_ms": TARGET_WAKE_P50_MS},
+                "rows": [row.as_json() for row in approvals],
+            }
         print(json.dumps(document, indent=2))
     else:
         if specs:
@@ -387,7 +421,10 @@ def main(argv: list[str] | None = None) -> int:
         if decisions:
             console.print(decision_table(decisions))
             console.print(decision_summary(decisions))
-    problems = [r.problem for r in results] + [row.problem for row in decisions]
+        if approvals:
+            console.print(approval_table(approvals))
+            console.print(approval_summary(approvals))
+    problems = [r.problem for r in results] + [row.problem for row in decisions] + [row.problem for row in approvals]
     failed = any(problem is not None and not problem.startswith("unavailable") for problem in problems)
     return 1 if failed else 0
 
