@@ -111,3 +111,13 @@ def parse_duration(text: str) -> timedelta | None:
     """`30s`, `30m`, `2h`, `7d`, `1w` as a timedelta; None when `text` is not written that way."""
     match = _DURATION.match(text)
     return None if match is None else timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def detail_table(fields: list[tuple[str, str]]) -> Table:
+    """One record as name / value lines (`sessions show`, `tickets show`)."""
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for name, value in fields:
+        add_row(table, name, value)
+    return table

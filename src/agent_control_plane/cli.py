@@ -28,6 +28,7 @@ from agent_control_plane import (
 from agent_control_plane._cli_base import (
     Settings,
     add_row,
+    detail_table,
     echo_json,
     fail,
     format_amount,
@@ -198,9 +199,6 @@ def sessions_show(
 
 def _session_detail(info: SessionInfo) -> Table:
     budget = info.budget
-    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
-    table.add_column(style="bold")
-    table.add_column()
     fields = [
         ("id", info.session_id),
         ("name", info.name),
@@ -218,9 +216,7 @@ def _session_detail(info: SessionInfo) -> Table:
         ("created (UTC)", format_when(info.created_at)),
         ("updated (UTC)", format_when(info.updated_at)),
     ]
-    for name, value in fields:
-        add_row(table, name, value)
-    return table
+    return detail_table(fields)
 
 
 # events -----------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from agent_control_plane._cli_base import (
     add_row,
+    detail_table,
     echo_json,
     fail,
     format_amount,
@@ -120,9 +121,6 @@ def _decision_trace(plane: ControlPlaneFacade, ticket: Ticket) -> list[dict[str,
 
 
 def _ticket_detail(ticket: Ticket) -> Table:
-    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
     fields = [
         ("id", ticket.ticket_id),
         ("status", ticket.status.value),
@@ -143,9 +141,7 @@ def _ticket_detail(ticket: Ticket) -> Table:
         ("comment", _or_dash(ticket.comment)),
         ("consumed by", _or_dash(ticket.consumed_by)),
     ]
-    for name, value in fields:
-        add_row(table, name, value)
-    return table
+    return detail_table(fields)
 
 
 @tickets_app.command("show")
