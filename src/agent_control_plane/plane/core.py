@@ -16,7 +16,7 @@ from typing import Any
 
 from agent_control_plane.clock import Clock, SystemClock, to_micros
 from agent_control_plane.errors import ControlPlaneError, InvalidInputError
-from agent_control_plane.plane import approvals, events, killswitch, proposals, recovery, sessions
+from agent_control_plane.plane import approvals, events, killswitch, proposals, recovery, resumption, sessions
 from agent_control_plane.plane.context import PlaneContext
 from agent_control_plane.plane.events import BufferStats, EventBuffer, PendingEvent
 from agent_control_plane.plane.history import recorded_proposals
@@ -96,7 +96,7 @@ class Waiter:
         self._delay = 0.01
 
     def check(self) -> Operation[Decision | None]:
-        fn = partial(proposals.check_ticket, ctx=self._core.ctx, ticket_id=self.ticket_id)
+        fn = partial(resumption.check_ticket, ctx=self._core.ctx, ticket_id=self.ticket_id)
         return Operation("wait_for_decision", fn)
 
     def next_delay(self) -> float | None:
@@ -322,7 +322,7 @@ class ControlPlaneCore:
         return Operation("deny", fn)
 
     def resume(self, ticket_id: str) -> Operation[Decision]:
-        return Operation("resume", partial(proposals.resume, ctx=self.ctx, ticket_id=to_name(ticket_id, "ticket_id")))
+        return Operation("resume", partial(resumption.resume, ctx=self.ctx, ticket_id=to_name(ticket_id, "ticket_id")))
 
     def waiter(self, ticket_id: str, timeout: float) -> Waiter:
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout < 0:
