@@ -93,3 +93,27 @@ def test_validate_reports_action_patterns_that_match_no_known_action(tmp_path: P
     assert "line 15: rules.2.when: pattern 'purge_*' matches none of the 2 known actions" in result.output
     fine = runner.invoke(app, ["policy", "validate", str(_write(tmp_path, GOOD)), "--known-actions", "run_sql,deploy"])
     assert fine.exit_code == 0, fine.output
+
+
+def test_explain_takes_the_time_mode_and_session_so_far(tmp_path: Path) -> None:
+    policy = tmp_path / "timed.yaml"
+    policy.write_text(
+        "actions: {tidy: auto_approve}\n"
+        "auto_approve: {live: false}\n"
+        "rules:\n"
+        "  - {name: night, when: {field: time.hour, gte: 22}, tier: blocked}\n"
+        "  - {name: busy, when: {field: session.action_count, gte: 10}, tier: always_approve}\n"
+    )
+    base = ["policy", "explain", str(policy), "--action", "tidy", "--json"]
+
+    def tier(*extra: str) -> str:
+        result = runner.invoke(app, [*base, *extra])
+        assert result.exit_code == 0, result.output
+        return str(json.loads(result.stdout)["tier"])
+
+    assert tier("--at", "2026-11-27T23:00:00Z") == "blocked"
+    assert tier("--at", "2026-11-27T12:00:00Z", "--dry-run") == "auto_approve"
+    assert tier("--at", "2026-11-27T12:00:00Z") == "always_approve"  # live, and only dry runs are auto-approved
+    assert tier("--at", "2026-11-27T12:00:00Z", "--dry-run", "--session-actions", "10") == "always_approve"
+    bad = runner.invoke(app, [*base, "--at", "2026-11-27T23:00:00"])
+    assert bad.exit_code == 2 and "give the time zone" in bad.output

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agent_control_plane._cli_base import add_row, get_console, get_plane, make_table, parse_duration
+from agent_control_plane.clock import SystemClock
 from agent_control_plane.errors import InvalidInputError, PolicyError
 from agent_control_plane.policy.conditions import Facts
 from agent_control_plane.policy.engine import PolicyEngine
@@ -84,6 +85,26 @@ def schema() -> None:
     typer.echo(json.dumps(policy_json_schema(), indent=2, sort_keys=True))
 
 
+def _amount(text: str, option: str) -> Decimal:
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise InvalidInputError(f"{option} is not a number: {text!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise InvalidInputError(f"{option} must be a finite number, 0 or more: {text!r}")
+    return amount
+
+
+def _instant(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError(f"--at {text!r} is not an ISO-8601 time (e.g. 2026-11-27T22:30:00Z)") from None
+    if when.tzinfo is None:
+        raise InvalidInputError(f"--at {text!r}: give the time zone, e.g. {text}Z")
+    return when
+
+
 @policy_app.command("explain")
 def explain(
     file: PolicyFile,
@@ -92,6 +113,16 @@ def explain(
     resource: Annotated[str | None, typer.Option("--resource", help="The resource acted on.")] = None,
     agent: Annotated[str | None, typer.Option("--agent", help="The proposing agent's id.")] = None,
     cost: Annotated[str, typer.Option("--cost", help="The proposal's cost.")] = "0",
+    at: Annotated[
+        str | None, typer.Option("--at", help="When it is proposed, ISO-8601 with a zone (default: now, UTC).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide it as a rehearsal (mode dry_run).")] = False,
+    session_actions: Annotated[
+        int, typer.Option("--session-actions", min=0, help="Actions the session was allowed before this one.")
+    ] = 0,
+    session_spent: Annotated[
+        str, typer.Option("--session-spent", help="Cost the session spent before this one.")
+    ] = "0",
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision and its trace as JSON.")] = False,
 ) -> None:
     """Decide one proposal under FILE and print the tier, the entry that chose it, and every entry consulted."""
@@ -101,11 +132,18 @@ def explain(
         raise InvalidInputError(f"--args is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
         raise InvalidInputError('--args must be a JSON object, e.g. \'{"query": "select 1"}\'')
-    try:
-        amount = Decimal(cost)
-    except InvalidOperation:
-        raise InvalidInputError(f"--cost is not a number: {cost!r}") from None
-    choice = PolicyEngine(file).decide(Facts(action, parsed, resource, agent, amount))
+    facts = Facts(
+        action,
+        parsed,
+        resource,
+        agent,
+        _amount(cost, "--cost"),
+        mode="dry_run" if dry_run else "live",
+        session_action_count=session_actions,
+        session_spent_cost=_amount(session_spent, "--session-spent"),
+        now=SystemClock().now() if at is None else _instant(at),
+    )
+    choice = PolicyEngine(file).decide(facts)
     if as_json:
         typer.echo(
             json.dumps(
