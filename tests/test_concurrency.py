@@ -110,3 +110,20 @@ def _emit_many(url: str, prefix: str, session_id: str, count: int) -> None:
     with ControlPlaneFacade.from_database_url(url, table_prefix=prefix) as cp:
         for n in range(count):
             cp.emit(session_id, "tick", {"n": n})
+
+
+def test_verify_while_another_process_appends_never_reports_a_false_break(
+    cp: ControlPlaneFacade, backend: Backend, table_prefix: str
+) -> None:
+    sid = cp.open_session("busy log")
+    process = multiprocessing.get_context("spawn").Process(
+        target=_emit_many, args=(backend.url, table_prefix, sid, 300)
+    )
+    process.start()
+    reports = []
+    while process.is_alive():
+        reports.append(cp.verify(sid))
+    process.join(60)
+    assert process.exitcode == 0
+    assert reports and all(report.ok for report in reports), [r for r in reports if not r.ok][:1]
+    assert cp.verify(sid).events_checked == 301

@@ -5,8 +5,8 @@
 - SQLite: WAL journal, a busy timeout, and `BEGIN IMMEDIATE` for writing transactions: a transaction that will
   write takes the database write lock when it starts instead of failing with "database is locked" when it first
   writes after another process did. Read-only work uses a plain deferred `BEGIN`.
-- PostgreSQL: READ COMMITTED with row locks taken by the conditional UPDATEs (see statements.py); an advisory lock
-  serialises concurrent schema upgrades.
+- PostgreSQL: READ COMMITTED with row locks taken by the conditional UPDATEs (see statements.py); read-only
+  operations run REPEATABLE READ so they see one snapshot; an advisory lock serialises concurrent schema upgrades.
 - Driver exceptions become `StorageError` / `SchemaNotReadyError` here, so callers never see a driver's type.
 """
 
@@ -102,6 +102,10 @@ def begin(conn: Connection, *, read_only: bool) -> None:
             raise DBAPIError.instance(statement, (), exc, error, dialect=conn.dialect) from exc
         finally:
             cursor.close()
+    elif read_only:
+        # Reads that span several statements (verify: the head, then the events) must see one snapshot, or an
+        # append committed in between would look like tampering. READ COMMITTED gives each statement its own.
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
 
 def create_sync_engine(url: str | URL, options: StorageOptions) -> Engine:
