@@ -281,3 +281,10 @@ def test_postgres_waiters_wake_on_notify_not_on_the_next_poll(
             latencies.append(woke_at - approved_at)
         # Polling alone would wake 125 ms after the approval on average (250 ms intervals by then).
         assert sorted(latencies)[1] < 0.06, latencies
+
+
+def test_a_retried_proposal_with_its_idempotency_key_gets_its_ticket_back(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("retries", agent_id="bot")
+    first = cp.propose(sid, action="launch", args={"n": 1}, idempotency_key="job-1")
+    again = cp.propose(sid, action="launch", args={"n": 1}, idempotency_key="job-1")
+    assert again.replayed and again.ticket_id == first.ticket_id is not None

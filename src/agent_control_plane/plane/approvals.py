@@ -12,6 +12,7 @@ import fnmatch
 import hashlib
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -79,6 +80,20 @@ def find_authority(conn: Connection, ctx: PlaneContext, req: ProposalRequest, at
         if grant["resource"] is None or fnmatch.fnmatchcase(req.resource or "", grant["resource"]):
             return Authority("grant", grant["id"], grant["granted_by"])
     return None
+
+
+def ticket_for_call(conn: Connection, ctx: PlaneContext, proposal: Mapping[Any, Any]) -> str | None:
+    """The newest ticket for the exact call a stored proposal made (to give a replayed decision its ticket)."""
+    digest = call_digest(
+        proposal["session_id"],
+        proposal["agent_id"],
+        proposal["action"],
+        proposal["args"],
+        proposal["resource"],
+        proposal["cost"],
+    )
+    found = rows.latest_ticket(conn, ctx.tables, proposal["session_id"], digest)
+    return None if found is None else str(found["id"])
 
 
 def consume(conn: Connection, ctx: PlaneContext, authority: Authority, proposal_id: str, at: int) -> bool:

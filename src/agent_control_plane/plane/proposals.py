@@ -86,7 +86,10 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
         earlier = proposals.find_by_key(conn, t, req.session_id, req.idempotency_key)
         if earlier is not None:
             _check_same_call(earlier, req)
-            return _decision_from_row(earlier, replayed=True)
+            decision = _decision_from_row(earlier, replayed=True)
+            if decision.code is DecisionCode.APPROVAL_REQUIRED:
+                decision = replace(decision, ticket_id=approvals.ticket_for_call(conn, ctx, earlier))
+            return decision
     engine = ctx.policy_for_session(conn, req.session_id)
     if engine.async_evaluators is not None and req.verdicts is None:
         raise GatherVerdicts

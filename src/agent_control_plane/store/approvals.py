@@ -28,6 +28,13 @@ def find_ticket(
     return None if row is None else row._mapping
 
 
+def latest_ticket(conn: Connection, t: ScopedModelRegistry, session_id: str, digest: str) -> RowMapping | None:
+    k = t.tickets
+    stmt = select(k).where(k.c.session_id == session_id, k.c.digest == digest)
+    row = conn.execute(stmt.order_by(k.c.created_at.desc(), k.c.id.desc())).first()
+    return None if row is None else row._mapping
+
+
 def move_ticket(
     conn: Connection, t: ScopedModelRegistry, ticket_id: str, *, from_status: str, values: dict[str, Any]
 ) -> bool:
