@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +21,7 @@ from agent_control_plane.policy.engine import PolicyEngine
 from agent_control_plane.policy.lint import lint, policy_json_schema
 from agent_control_plane.policy.model import line_index, load_policy, nearest_line
 from agent_control_plane.policy.testing import default_cases_path, load_cases, run_cases
+from agent_control_plane.types.values import to_money
 
 policy_app = typer.Typer(
     no_args_is_help=True,
@@ -86,22 +87,17 @@ def schema() -> None:
 
 
 def _amount(text: str, option: str) -> Decimal:
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise InvalidInputError(f"{option} is not a number: {text!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise InvalidInputError(f"{option} must be a finite number, 0 or more: {text!r}")
-    return amount
+    return to_money(text, option) or Decimal(0)
 
 
-def _instant(text: str) -> datetime:
+def _instant(text: str, option: str, expected: str = "an ISO-8601 time such as 2026-11-27T22:30:00Z") -> datetime:
+    """An ISO-8601 time with its zone (`2026-11-27T22:30:00Z`)."""
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInputError(f"--at {text!r} is not an ISO-8601 time (e.g. 2026-11-27T22:30:00Z)") from None
+        raise InvalidInputError(f"{option} {text!r}: expected {expected}") from None
     if when.tzinfo is None:
-        raise InvalidInputError(f"--at {text!r}: give the time zone, e.g. {text}Z")
+        raise InvalidInputError(f"{option} {text!r}: give the time zone, e.g. {text}Z")
     return when
 
 
@@ -141,7 +137,7 @@ def explain(
         mode="dry_run" if dry_run else "live",
         session_action_count=session_actions,
         session_spent_cost=_amount(session_spent, "--session-spent"),
-        now=SystemClock().now() if at is None else _instant(at),
+        now=SystemClock().now() if at is None else _instant(at, "--at"),
     )
     choice = PolicyEngine(file).decide(facts)
     if as_json:
@@ -214,15 +210,7 @@ def run_tests(
 def _since(text: str) -> datetime | timedelta:
     """`7d`, `12h`, `30m` (an age) or an ISO-8601 time with a zone (`2026-11-01T00:00:00Z`)."""
     age = parse_duration(text)
-    if age is not None:
-        return age
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInputError(f"--since {text!r}: expected an age such as 7d, 12h, 30m or an ISO-8601 time") from None
-    if when.tzinfo is None:
-        raise InvalidInputError(f"--since {text!r}: give the time zone, e.g. {text}Z")
-    return when
+    return age if age is not None else _instant(text, "--since", "an age such as 7d, 12h, 30m or an ISO-8601 time")
 
 
 @policy_app.command("whatif")
