@@ -18,6 +18,7 @@ from agent_control_plane.errors import (
     SessionNotFoundError,
     SessionStateError,
     StorageError,
+    TokenBudgetExhaustedError,
 )
 from agent_control_plane.facade import ControlPlaneFacade
 from agent_control_plane.maintenance import CrashRecovery, TimeoutEscalation
@@ -37,9 +38,12 @@ from agent_control_plane.policy.evaluators import (
     Verdict,
 )
 from agent_control_plane.policy.model import Policy, load_policy
+from agent_control_plane.policy.model_access import ModelGovernor, ModelPolicy, load_model_policy
 from agent_control_plane.policy.routing import AgentRegistry, ProposalRouter, RiskClassifier
 from agent_control_plane.policy.whatif import PolicyChange, RecordedProposal, WhatIfReport
+from agent_control_plane.setup import ControlPlaneSetup
 from agent_control_plane.store.tables import ScopedModelRegistry
+from agent_control_plane.tracker import SyncTokenBudgetTracker, TokenBudgetTracker
 from agent_control_plane.types.decisions import (
     ActionTier,
     Decision,
@@ -49,6 +53,7 @@ from agent_control_plane.types.decisions import (
     TraceStep,
 )
 from agent_control_plane.types.events import EventFrame, EventKind, VerifyReport
+from agent_control_plane.types.identity import IdentityContext, ModelId, OrgId, TeamId, UserId
 from agent_control_plane.types.sessions import (
     BudgetSnapshot,
     KillScope,
@@ -57,6 +62,18 @@ from agent_control_plane.types.sessions import (
     SessionStatus,
 )
 from agent_control_plane.types.tickets import GrantScope, Ticket, TicketStatus
+from agent_control_plane.types.tokens import (
+    BudgetCheckResult,
+    BudgetPeriod,
+    ModelAccessResult,
+    ModelTier,
+    ModelUsage,
+    TokenBudgetConfig,
+    TokenBudgetState,
+    TokenUsage,
+    UsageRecord,
+    UsageSummary,
+)
 
 __version__ = "0.1.0"
 
@@ -65,6 +82,8 @@ __all__ = [
     "AgentRegistry",
     "AlreadySettledError",
     "AsyncControlPlaneFacade",
+    "BudgetCheckResult",
+    "BudgetPeriod",
     "BudgetSnapshot",
     "BufferStats",
     "Clock",
@@ -72,6 +91,7 @@ __all__ = [
     "ConditionEvaluator",
     "ControlPlaneError",
     "ControlPlaneFacade",
+    "ControlPlaneSetup",
     "CrashRecovery",
     "Decision",
     "DecisionCode",
@@ -82,12 +102,20 @@ __all__ = [
     "EventLogError",
     "Facts",
     "GrantScope",
+    "IdentityContext",
     "InvalidInputError",
     "KillScope",
     "KillSwitchInfo",
     "ListEvaluator",
     "ManualClock",
+    "ModelAccessResult",
+    "ModelGovernor",
+    "ModelId",
+    "ModelPolicy",
+    "ModelTier",
+    "ModelUsage",
     "NotFoundError",
+    "OrgId",
     "Outcome",
     "ParallelPolicyEvaluator",
     "Policy",
@@ -110,16 +138,27 @@ __all__ = [
     "Settlement",
     "SteeringContext",
     "StorageError",
+    "SyncTokenBudgetTracker",
     "SystemClock",
+    "TeamId",
     "Ticket",
     "TicketNotFoundError",
     "TicketStatus",
     "TierChoice",
     "TimeoutEscalation",
+    "TokenBudgetConfig",
+    "TokenBudgetExhaustedError",
+    "TokenBudgetState",
+    "TokenBudgetTracker",
+    "TokenUsage",
     "TraceStep",
+    "UsageRecord",
+    "UsageSummary",
+    "UserId",
     "Verdict",
     "VerifyReport",
     "WhatIfReport",
     "__version__",
+    "load_model_policy",
     "load_policy",
 ]

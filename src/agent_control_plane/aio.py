@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agent_control_plane.clock import Clock
 from agent_control_plane.facade import Amount, ControlPlaneFacade
+from agent_control_plane.plane.context import DEFAULT_RESERVATION_TTL
 from agent_control_plane.plane.core import ControlPlaneCore
 from agent_control_plane.plane.events import BufferStats
 from agent_control_plane.plane.operation import GatherVerdicts, Operation, failure, perform
@@ -22,6 +23,7 @@ from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.plane.recovery import RecoveryReport
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
+from agent_control_plane.policy.model_access import ModelPolicySource
 from agent_control_plane.policy.routing import RiskClassifier
 from agent_control_plane.policy.whatif import WhatIfReport
 from agent_control_plane.store.dialect import (
@@ -31,8 +33,10 @@ from agent_control_plane.store.dialect import (
 )
 from agent_control_plane.store.notify import AsyncListener
 from agent_control_plane.store.tables import ScopedModelRegistry
+from agent_control_plane.tracker import TokenBudgetTracker
 from agent_control_plane.types.decisions import Decision
 from agent_control_plane.types.events import EventFrame, VerifyReport
+from agent_control_plane.types.identity import IdentityContext
 from agent_control_plane.types.sessions import (
     BudgetSnapshot,
     KillScope,
@@ -41,6 +45,7 @@ from agent_control_plane.types.sessions import (
     SessionStatus,
 )
 from agent_control_plane.types.tickets import GrantScope, Ticket, TicketStatus
+from agent_control_plane.types.tokens import BudgetPeriod, TokenBudgetConfig, TokenBudgetState, TokenUsage
 from agent_control_plane.types.values import DEFAULT_MAX_PAYLOAD_BYTES
 
 T = TypeVar("T")
@@ -68,6 +73,8 @@ class AsyncControlPlaneFacade:
         event_buffer_capacity: int = 10_000,
         evaluators: EvaluatorRegistry | None = None,
         risk_classifier: RiskClassifier | None = None,
+        model_policy: ModelPolicySource | None = None,
+        reservation_ttl: timedelta = DEFAULT_RESERVATION_TTL,
     ) -> Self:
         core = ControlPlaneCore(
             policy=policy,
@@ -77,6 +84,8 @@ class AsyncControlPlaneFacade:
             event_buffer_capacity=event_buffer_capacity,
             evaluators=evaluators,
             risk_classifier=risk_classifier,
+            model_policy=model_policy,
+            reservation_ttl=reservation_ttl,
         )
         options = StorageOptions(sqlite_synchronous=sqlite_synchronous)
         return cls(create_asynchronous_engine(database_url, options), core)
@@ -91,7 +100,7 @@ class AsyncControlPlaneFacade:
                 op = await op.prelude()
             try:
                 async with self._engine.connect() as conn, conn.begin():
-                    return await conn.run_sync(perform, op)
+                    result = await conn.run_sync(perform, op)
             except GatherVerdicts:
                 op = op.refresh() if op.refresh is not None else op
                 continue
@@ -102,6 +111,7 @@ class AsyncControlPlaneFacade:
                 if op.recover is not None:
                     return op.recover(error)
                 raise error from exc
+            return op.finish(result)
 
     @property
     def registry(self) -> ScopedModelRegistry:
@@ -169,6 +179,9 @@ class AsyncControlPlaneFacade:
         agent_id: str | None = None,
         idempotency_key: str | None = None,
         dry_run: bool = False,
+        identity: IdentityContext | None = None,
+        model_id: str | None = None,
+        estimated_tokens: int | None = None,
     ) -> Decision:
         return await self._run(
             self._core.propose(
@@ -180,6 +193,9 @@ class AsyncControlPlaneFacade:
                 agent_id=agent_id,
                 idempotency_key=idempotency_key,
                 dry_run=dry_run,
+                identity=identity,
+                model_id=model_id,
+                estimated_tokens=estimated_tokens,
             )
         )
 
@@ -213,8 +229,13 @@ class AsyncControlPlaneFacade:
         actual_cost: Amount | None = None,
         outcome: Outcome | str = Outcome.SUCCEEDED,
         result: dict[str, Any] | None = None,
+        token_usage: TokenUsage | None = None,
     ) -> Settlement:
-        return await self._run(self._core.settle(proposal_id, actual_cost=actual_cost, outcome=outcome, result=result))
+        return await self._run(
+            self._core.settle(
+                proposal_id, actual_cost=actual_cost, outcome=outcome, result=result, token_usage=token_usage
+            )
+        )
 
     async def approve(self, ticket_id: str, *, approver: str, comment: str | None = None) -> Ticket:
         return await self._run(self._core.approve(ticket_id, approver=approver, comment=comment))
@@ -298,6 +319,27 @@ class AsyncControlPlaneFacade:
 
     async def verify_all(self) -> list[VerifyReport]:
         return await self._run(self._core.verify_all())
+
+    def token_budget_tracker(self) -> TokenBudgetTracker:
+        return TokenBudgetTracker(self._core, self._engine)
+
+    async def create_token_budget(self, config: TokenBudgetConfig) -> TokenBudgetState:
+        return (await self._run(self._core.save_budget(config, "create"))).state
+
+    async def update_token_budget(self, config: TokenBudgetConfig) -> TokenBudgetState:
+        return (await self._run(self._core.save_budget(config, "update"))).state
+
+    async def set_token_budget(self, config: TokenBudgetConfig) -> TokenBudgetState:
+        return (await self._run(self._core.save_budget(config, "set"))).state
+
+    async def apply_token_budgets(self, configs: list[TokenBudgetConfig]) -> list[TokenBudgetState]:
+        return [saved.state for saved in await self._run(self._core.apply_budgets(configs))]
+
+    async def delete_token_budget(self, identity: IdentityContext, period: BudgetPeriod | str) -> TokenBudgetConfig:
+        return await self._run(self._core.delete_budget(identity, period))
+
+    async def list_token_budgets(self) -> list[TokenBudgetState]:
+        return await self._run(self._core.list_budgets())
 
     async def close(self) -> None:
         await self._run(self._core.flush(raise_errors=False))

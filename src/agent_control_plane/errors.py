@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent_control_plane.types.tokens import TokenBudgetState
+
 
 class ControlPlaneError(Exception):
     """Base class of every error the control plane raises."""
@@ -50,3 +55,20 @@ class SchemaNotReadyError(StorageError):
 
 class EventLogError(ControlPlaneError):
     """The event log holds something this version cannot read (e.g. an unknown event kind): refused, not skipped."""
+
+
+class TokenBudgetExhaustedError(ControlPlaneError):
+    """A recorded model call took a token budget past its cap.
+
+    The usage *was* recorded (the ledger matches the provider's bill even for over-budget calls); `states` holds
+    every budget covering the identity as it is now, and `over` the ones that are past their cap.
+    """
+
+    def __init__(self, message: str, states: tuple[TokenBudgetState, ...], usage_id: str | None = None) -> None:
+        self.states = states
+        self.usage_id = usage_id
+        super().__init__(message)
+
+    @property
+    def over(self) -> tuple[TokenBudgetState, ...]:
+        return tuple(state for state in self.states if state.over)

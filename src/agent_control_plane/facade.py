@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from agent_control_plane.clock import Clock
+from agent_control_plane.plane.context import DEFAULT_RESERVATION_TTL
 from agent_control_plane.plane.core import ControlPlaneCore
 from agent_control_plane.plane.events import BufferStats
 from agent_control_plane.plane.operation import GatherVerdicts, Operation, failure, perform, run_blocking
@@ -22,13 +23,16 @@ from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.plane.recovery import RecoveryReport
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
+from agent_control_plane.policy.model_access import ModelPolicySource
 from agent_control_plane.policy.routing import RiskClassifier
 from agent_control_plane.policy.whatif import WhatIfReport
 from agent_control_plane.store.dialect import SqliteSync, StorageOptions, create_sync_engine
 from agent_control_plane.store.notify import Listener
 from agent_control_plane.store.tables import ScopedModelRegistry
+from agent_control_plane.tracker import SyncTokenBudgetTracker
 from agent_control_plane.types.decisions import Decision
 from agent_control_plane.types.events import EventFrame, VerifyReport
+from agent_control_plane.types.identity import IdentityContext
 from agent_control_plane.types.sessions import (
     BudgetSnapshot,
     KillScope,
@@ -37,6 +41,7 @@ from agent_control_plane.types.sessions import (
     SessionStatus,
 )
 from agent_control_plane.types.tickets import GrantScope, Ticket, TicketStatus
+from agent_control_plane.types.tokens import BudgetPeriod, TokenBudgetConfig, TokenBudgetState, TokenUsage
 from agent_control_plane.types.values import DEFAULT_MAX_PAYLOAD_BYTES
 
 T = TypeVar("T")
@@ -69,6 +74,8 @@ class ControlPlaneFacade:
         event_buffer_capacity: int = 10_000,
         evaluators: EvaluatorRegistry | None = None,
         risk_classifier: RiskClassifier | None = None,
+        model_policy: ModelPolicySource | None = None,
+        reservation_ttl: timedelta = DEFAULT_RESERVATION_TTL,
     ) -> Self:
         """Connect to `database_url` (`sqlite:///path.db` or `postgresql://…`).
 
@@ -76,7 +83,9 @@ class ControlPlaneFacade:
         `registry` (or `table_prefix` / `schema`) names this control plane's tables. `clock` defaults to the
         system clock; pass a `ManualClock` to simulate time. `evaluators` holds custom evaluator types (by
         default the built-ins plus those discovered from the `agent_control_plane.evaluators` entry points);
-        `risk_classifier` may raise the risk level the policy's risk rules give a proposal.
+        `risk_classifier` may raise the risk level the policy's risk rules give a proposal. `model_policy` (a
+        `ModelPolicy`, dict or YAML path) sets model tiers and who may use them; `reservation_ttl` is how long an
+        unused token reservation holds its room. `ControlPlaneSetup` builds one with token budgets as well.
         """
         core = ControlPlaneCore(
             policy=policy,
@@ -86,6 +95,8 @@ class ControlPlaneFacade:
             event_buffer_capacity=event_buffer_capacity,
             evaluators=evaluators,
             risk_classifier=risk_classifier,
+            model_policy=model_policy,
+            reservation_ttl=reservation_ttl,
         )
         return cls(create_sync_engine(database_url, StorageOptions(sqlite_synchronous=sqlite_synchronous)), core)
 
@@ -99,7 +110,7 @@ class ControlPlaneFacade:
                 op = run_blocking(op.prelude())
             try:
                 with self._engine.connect() as conn, conn.begin():
-                    return perform(conn, op)
+                    result = perform(conn, op)
             except GatherVerdicts:
                 op = op.refresh() if op.refresh is not None else op
                 continue
@@ -110,6 +121,7 @@ class ControlPlaneFacade:
                 if op.recover is not None:
                     return op.recover(error)
                 raise error from exc
+            return op.finish(result)
 
     @property
     def registry(self) -> ScopedModelRegistry:
@@ -199,6 +211,9 @@ class ControlPlaneFacade:
         agent_id: str | None = None,
         idempotency_key: str | None = None,
         dry_run: bool = False,
+        identity: IdentityContext | None = None,
+        model_id: str | None = None,
+        estimated_tokens: int | None = None,
     ) -> Decision:
         """Ask to perform `action`; execute it only if the returned `Decision.allowed` is True.
 
@@ -206,6 +221,11 @@ class ControlPlaneFacade:
         `cost` and one action when allowed, and records the decision in the session's log. With an
         `idempotency_key`, a retry returns the first decision instead of reserving again. `dry_run=True`
         marks a rehearsal (conditions see `mode: dry_run`; auto_approve may be limited to dry runs).
+
+        `identity` (org, team, user) is what conditions on `org` / `team` / `user` see. A model call also names
+        `model_id` and/or `estimated_tokens`: then the same decision checks the identity's model access (denied
+        with code `model_access_denied`) and reserves `estimated_tokens` and `cost` in every token budget covering
+        the identity (denied with `token_budget_exceeded` when one has no room); `settle` records the real usage.
         """
         return self._run(
             self._core.propose(
@@ -217,6 +237,9 @@ class ControlPlaneFacade:
                 agent_id=agent_id,
                 idempotency_key=idempotency_key,
                 dry_run=dry_run,
+                identity=identity,
+                model_id=model_id,
+                estimated_tokens=estimated_tokens,
             )
         )
 
@@ -256,12 +279,20 @@ class ControlPlaneFacade:
         actual_cost: Amount | None = None,
         outcome: Outcome | str = Outcome.SUCCEEDED,
         result: dict[str, Any] | None = None,
+        token_usage: TokenUsage | None = None,
     ) -> Settlement:
         """Close an allowed proposal's reservation with what it really cost, once.
 
-        Without `actual_cost`, a success is charged its reservation and a failure nothing.
+        Without `actual_cost`, a success is charged its reservation and a failure nothing. For a model call,
+        `token_usage` records what the provider billed against the proposal's identity (giving back its token
+        reservation; without it the reservation is simply given back); if that takes a token budget past its cap,
+        the settlement and the usage commit and then `TokenBudgetExhaustedError` is raised.
         """
-        return self._run(self._core.settle(proposal_id, actual_cost=actual_cost, outcome=outcome, result=result))
+        return self._run(
+            self._core.settle(
+                proposal_id, actual_cost=actual_cost, outcome=outcome, result=result, token_usage=token_usage
+            )
+        )
 
     # approvals ------------------------------------------------------------------------------------------------
     def approve(self, ticket_id: str, *, approver: str, comment: str | None = None) -> Ticket:
@@ -390,6 +421,41 @@ class ControlPlaneFacade:
     def verify_all(self) -> list[VerifyReport]:
         """`verify` for every session and for the control stream."""
         return self._run(self._core.verify_all())
+
+    # token governance ---------------------------------------------------------------------------------------
+    def token_budget_tracker(self) -> SyncTokenBudgetTracker:
+        """A token budget tracker on a transaction of its own: `with cp.token_budget_tracker() as tracker:`.
+
+        It commits when the block ends cleanly (or with `TokenBudgetExhaustedError`: that usage was billed) and
+        rolls back on any other exception. See `SyncTokenBudgetTracker` for the operations.
+        """
+        return SyncTokenBudgetTracker(self._core, self._engine)
+
+    def create_token_budget(self, config: TokenBudgetConfig) -> TokenBudgetState:
+        """Add a budget at run time (logged on the control stream); refused if one exists for its identity and
+        period. Its current window counts the ledger's use so far."""
+        return self._run(self._core.save_budget(config, "create")).state
+
+    def update_token_budget(self, config: TokenBudgetConfig) -> TokenBudgetState:
+        """Change the caps, allowed models or time zone of the budget for `config`'s identity and period."""
+        return self._run(self._core.save_budget(config, "update")).state
+
+    def set_token_budget(self, config: TokenBudgetConfig) -> TokenBudgetState:
+        """Create the budget for `config`'s identity and period, or update it to match."""
+        return self._run(self._core.save_budget(config, "set")).state
+
+    def apply_token_budgets(self, configs: list[TokenBudgetConfig]) -> list[TokenBudgetState]:
+        """`set_token_budget` for each of `configs`, in one transaction (what `ControlPlaneSetup` runs at start-up);
+        budgets not in the list are left as they are."""
+        return [saved.state for saved in self._run(self._core.apply_budgets(configs))]
+
+    def delete_token_budget(self, identity: IdentityContext, period: BudgetPeriod | str) -> TokenBudgetConfig:
+        """Remove the budget of `identity` and `period` (logged); the ledger keeps every recorded use."""
+        return self._run(self._core.delete_budget(identity, period))
+
+    def list_token_budgets(self) -> list[TokenBudgetState]:
+        """Every budget with its current window's use."""
+        return self._run(self._core.list_budgets())
 
     # lifetime -----------------------------------------------------------------------------------------------
     def close(self) -> None:

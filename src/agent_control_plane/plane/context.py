@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection
@@ -14,6 +15,7 @@ from agent_control_plane.errors import PolicyError, SessionNotFoundError
 from agent_control_plane.policy.engine import PolicyEngine
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import Policy, PolicySource
+from agent_control_plane.policy.model_access import ModelGovernor
 from agent_control_plane.policy.routing import RiskClassifier
 from agent_control_plane.store import sessions
 from agent_control_plane.store.statements import CONTROL_KIND
@@ -21,6 +23,9 @@ from agent_control_plane.store.tables import ScopedModelRegistry
 from agent_control_plane.types.sessions import KillScope, KillSwitchInfo
 
 _SESSION_CACHE_SIZE = 10_000
+
+DEFAULT_RESERVATION_TTL = timedelta(minutes=15)
+"""How long a token reservation holds its room before crash recovery gives it back."""
 
 
 class PlaneContext:
@@ -35,8 +40,12 @@ class PlaneContext:
         max_payload_bytes: int,
         evaluators: EvaluatorRegistry,
         risk_classifier: RiskClassifier | None = None,
+        models: ModelGovernor | None = None,
+        reservation_ttl: timedelta = DEFAULT_RESERVATION_TTL,
     ) -> None:
         self.tables = tables
+        self.models = models or ModelGovernor()
+        self.reservation_ttl_micros = int(reservation_ttl / timedelta(microseconds=1))
         self.evaluators = evaluators
         self.risk_classifier = risk_classifier
         self.clock = clock

@@ -15,9 +15,9 @@ from functools import partial
 from typing import Any
 
 from agent_control_plane.clock import Clock, SystemClock, to_micros
-from agent_control_plane.errors import ControlPlaneError, InvalidInputError
-from agent_control_plane.plane import approvals, events, killswitch, proposals, recovery, resumption, sessions
-from agent_control_plane.plane.context import PlaneContext
+from agent_control_plane.errors import ControlPlaneError, InvalidInputError, TokenBudgetExhaustedError
+from agent_control_plane.plane import approvals, events, killswitch, proposals, recovery, resumption, sessions, tokens
+from agent_control_plane.plane.context import DEFAULT_RESERVATION_TTL, PlaneContext
 from agent_control_plane.plane.events import BufferStats, EventBuffer, PendingEvent
 from agent_control_plane.plane.history import recorded_proposals
 from agent_control_plane.plane.operation import Operation
@@ -26,12 +26,14 @@ from agent_control_plane.plane.recovery import RecoveryReport
 from agent_control_plane.policy.engine import PolicyEngine
 from agent_control_plane.policy.evaluators import EvaluatorRegistry
 from agent_control_plane.policy.model import PolicySource
+from agent_control_plane.policy.model_access import ModelGovernor, ModelPolicySource
 from agent_control_plane.policy.routing import DELEGATE_ACTION, RiskClassifier
 from agent_control_plane.policy.whatif import WhatIfReport, what_if
 from agent_control_plane.store import migrate
 from agent_control_plane.store.tables import ScopedModelRegistry
 from agent_control_plane.types.decisions import Decision
 from agent_control_plane.types.events import EventFrame, VerifyReport
+from agent_control_plane.types.identity import IdentityContext, ModelId, to_identity
 from agent_control_plane.types.sessions import (
     BudgetSnapshot,
     KillScope,
@@ -40,6 +42,19 @@ from agent_control_plane.types.sessions import (
     SessionStatus,
 )
 from agent_control_plane.types.tickets import GrantScope, Ticket, TicketStatus
+from agent_control_plane.types.tokens import (
+    BudgetCheckResult,
+    BudgetPeriod,
+    ModelAccessResult,
+    TokenBudgetConfig,
+    TokenBudgetState,
+    TokenUsage,
+    UsageRecord,
+    UsageSummary,
+    to_period,
+    to_timezone,
+    to_tokens,
+)
 from agent_control_plane.types.values import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     to_count,
@@ -124,8 +139,12 @@ class ControlPlaneCore:
         event_buffer_capacity: int = 10_000,
         evaluators: EvaluatorRegistry | None = None,
         risk_classifier: RiskClassifier | None = None,
+        model_policy: ModelPolicySource | None = None,
+        reservation_ttl: timedelta = DEFAULT_RESERVATION_TTL,
     ) -> None:
         evaluators = evaluators or EvaluatorRegistry()
+        if not isinstance(reservation_ttl, timedelta) or reservation_ttl <= timedelta(0):
+            raise InvalidInputError(f"reservation_ttl must be a positive timedelta, got {reservation_ttl!r}")
         engine = PolicyEngine(
             DEFAULT_POLICY if policy is None else policy, registry=evaluators, risk_classifier=risk_classifier
         )
@@ -136,6 +155,8 @@ class ControlPlaneCore:
             max_payload_bytes=max_payload_bytes,
             evaluators=evaluators,
             risk_classifier=risk_classifier,
+            models=ModelGovernor(model_policy),
+            reservation_ttl=reservation_ttl,
         )
         self.buffer = EventBuffer(capacity=event_buffer_capacity)
 
@@ -214,6 +235,9 @@ class ControlPlaneCore:
         agent_id: str | None,
         idempotency_key: str | None,
         dry_run: bool = False,
+        identity: IdentityContext | None = None,
+        model_id: str | None = None,
+        estimated_tokens: int | None = None,
     ) -> Operation[Decision]:
         args_value, args_text = to_payload(args, "args", max_bytes=self.ctx.max_payload_bytes)
         request = ProposalRequest(
@@ -226,6 +250,9 @@ class ControlPlaneCore:
             agent_id=_optional_name(agent_id, "agent_id"),
             idempotency_key=_optional_name(idempotency_key, "idempotency_key"),
             dry_run=bool(dry_run),
+            identity=to_identity(identity),
+            model_id=_optional_name(model_id, "model_id"),
+            estimated_tokens=to_tokens(estimated_tokens, "estimated_tokens", allow_none=True),
         )
         return self._proposal(request)
 
@@ -278,6 +305,7 @@ class ControlPlaneCore:
         actual_cost: Decimal | float | int | str | None,
         outcome: Outcome | str,
         result: dict[str, Any] | None,
+        token_usage: TokenUsage | None = None,
     ) -> Operation[Settlement]:
         try:
             ended = Outcome(outcome)
@@ -294,8 +322,9 @@ class ControlPlaneCore:
             actual_cost=to_money(actual_cost, "actual_cost", allow_none=True),
             result=result_value,
             result_text=result_text,
+            token_usage=None if token_usage is None else _usage(token_usage),
         )
-        return Operation("settle", fn)
+        return Operation("settle", fn, after=_raise_if_settled_over)
 
     # approvals --------------------------------------------------------------------------------------------
     def approve(
@@ -465,3 +494,132 @@ class ControlPlaneCore:
 
     def verify_all(self) -> Operation[list[VerifyReport]]:
         return Operation("verify_all", partial(events.verify_all, ctx=self.ctx), read_only=True)
+
+    # token governance -------------------------------------------------------------------------------------
+    def check_budget(
+        self,
+        identity: IdentityContext,
+        *,
+        estimated_tokens: int,
+        estimated_cost_usd: Decimal | float | int | str,
+        model_id: str | None,
+        reserve: bool,
+        session_id: str | None,
+    ) -> Operation[BudgetCheckResult]:
+        fn = partial(
+            tokens.check_budget,
+            ctx=self.ctx,
+            identity=to_identity(identity),
+            tokens=to_tokens(estimated_tokens, "estimated_tokens") or 0,
+            cost=to_money(estimated_cost_usd, "estimated_cost_usd") or Decimal(0),
+            model_id=_optional_name(model_id, "model_id"),
+            reserve_estimate=bool(reserve),
+            session_id=_optional_name(session_id, "session_id"),
+        )
+        return Operation("check_budget", fn)
+
+    def record_usage(
+        self,
+        session_id: str | None,
+        identity: IdentityContext,
+        usage: TokenUsage,
+        *,
+        reservation_id: str | None,
+    ) -> Operation[UsageRecord]:
+        fn = partial(
+            tokens.record_usage,
+            ctx=self.ctx,
+            session_id=_optional_name(session_id, "session_id"),
+            identity=to_identity(identity),
+            usage=_usage(usage),
+            reservation_id=_optional_name(reservation_id, "reservation_id"),
+        )
+        return Operation("record_usage", fn, after=_raise_if_over)
+
+    def release_reservation(self, reservation_id: str) -> Operation[bool]:
+        fn = partial(tokens.release_reservation, ctx=self.ctx, reservation_id=to_name(reservation_id, "reservation_id"))
+        return Operation("release_reservation", fn)
+
+    def budget_states(self, identity: IdentityContext) -> Operation[tuple[TokenBudgetState, ...]]:
+        fn = partial(tokens.budget_states, ctx=self.ctx, identity=to_identity(identity))
+        return Operation("get_budget_states", fn, read_only=True)
+
+    def usage_summary(
+        self, identity: IdentityContext, period: BudgetPeriod | str, *, timezone: str
+    ) -> Operation[UsageSummary]:
+        fn = partial(
+            tokens.usage_summary,
+            ctx=self.ctx,
+            identity=to_identity(identity),
+            period=to_period(period),
+            timezone=to_timezone(timezone),
+        )
+        return Operation("usage_summary", fn, read_only=True)
+
+    def check_model_access(
+        self, identity: IdentityContext, model_id: str, *, session_id: str | None
+    ) -> Operation[ModelAccessResult]:
+        fn = partial(
+            tokens.check_model_access,
+            ctx=self.ctx,
+            identity=to_identity(identity),
+            model_id=ModelId(to_name(model_id, "model_id")),
+            session_id=_optional_name(session_id, "session_id"),
+        )
+        return Operation("check_model_access", fn)
+
+    def save_budget(self, config: TokenBudgetConfig, mode: tokens.SaveMode) -> Operation[tokens.SavedBudget]:
+        fn = partial(tokens.save_budget, ctx=self.ctx, config=_config(config), mode=mode)
+        return Operation(f"{mode} token budget", fn)
+
+    def apply_budgets(self, configs: list[TokenBudgetConfig]) -> Operation[list[tokens.SavedBudget]]:
+        """Create or update each of `configs` in one transaction (a budget created at run time is left alone)."""
+        checked = [_config(config) for config in configs]
+        seen: dict[str, TokenBudgetConfig] = {}
+        for config in checked:
+            if config.budget_id in seen:
+                raise InvalidInputError(
+                    f"token_budget_configs holds two {config.budget_period.value} budgets for "
+                    f"{config.identity.describe()}; keep one"
+                )
+            seen[config.budget_id] = config
+
+        def fn(conn: Any) -> list[tokens.SavedBudget]:
+            return [tokens.save_budget(conn, self.ctx, config, "set") for config in checked]
+
+        return Operation("apply token budgets", fn)
+
+    def delete_budget(self, identity: IdentityContext, period: BudgetPeriod | str) -> Operation[TokenBudgetConfig]:
+        fn = partial(tokens.delete_budget, ctx=self.ctx, identity=to_identity(identity), period=to_period(period))
+        return Operation("delete token budget", fn)
+
+    def list_budgets(self) -> Operation[list[TokenBudgetState]]:
+        return Operation("list token budgets", partial(tokens.list_budgets, ctx=self.ctx), read_only=True)
+
+
+def _usage(usage: object) -> TokenUsage:
+    if not isinstance(usage, TokenUsage):
+        raise InvalidInputError(
+            f"usage must be a TokenUsage(model_id=…, input_tokens=…, output_tokens=…, …), got {type(usage).__name__}"
+        )
+    return usage
+
+
+def _config(config: object) -> TokenBudgetConfig:
+    if not isinstance(config, TokenBudgetConfig):
+        raise InvalidInputError(
+            f"a token budget must be a TokenBudgetConfig(identity=…, period=…, …), got {type(config).__name__}"
+        )
+    return config
+
+
+def _raise_if_over(record: UsageRecord) -> UsageRecord:
+    if record.over_budget:
+        raise TokenBudgetExhaustedError(tokens.exhausted_message(record), record.states, record.usage_id)
+    return record
+
+
+def _raise_if_settled_over(settlement: Settlement) -> Settlement:
+    if settlement.token_usage is not None:
+        _raise_if_over(settlement.token_usage)
+    return settlement

@@ -43,6 +43,12 @@ class Operation(Generic[T]):
     of asynchronous evaluators filled in)."""
     refresh: Callable[[], Operation[T]] | None = None
     """Builds the operation again after `GatherVerdicts` (now that the session's policy is known)."""
+    after: Callable[[T], T] | None = None
+    """Called with the result once the transaction has committed; it may raise (e.g. a recorded usage that took a
+    budget past its cap raises `TokenBudgetExhaustedError`, and the usage stays recorded)."""
+
+    def finish(self, result: T) -> T:
+        return result if self.after is None else self.after(result)
 
 
 def run_blocking(awaitable: Awaitable[T]) -> T:

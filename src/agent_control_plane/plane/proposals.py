@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from agent_control_plane.clock import to_micros
 from agent_control_plane.errors import AlreadySettledError, InvalidInputError, ProposalNotFoundError
-from agent_control_plane.plane import approvals, leases
+from agent_control_plane.plane import approvals, leases, tokens
 from agent_control_plane.plane.context import PlaneContext
 from agent_control_plane.plane.operation import GatherVerdicts
 from agent_control_plane.policy.choice import TierChoice
@@ -31,7 +31,9 @@ from agent_control_plane.store.eventlog import Head
 from agent_control_plane.store.types import tidy
 from agent_control_plane.types.decisions import ActionTier, Decision, DecisionCode
 from agent_control_plane.types.events import EventKind
+from agent_control_plane.types.identity import ANYONE, IdentityContext, identity_of
 from agent_control_plane.types.sessions import SessionStatus
+from agent_control_plane.types.tokens import TokenUsage, UsageRecord
 from agent_control_plane.types.values import canonical_json
 
 
@@ -57,11 +59,31 @@ class ProposalRequest:
     dry_run: bool = False
     verdicts: tuple[Verdict, ...] | None = None
     """The asynchronous evaluators' verdicts, gathered before the transaction (None: not gathered)."""
+    identity: IdentityContext = ANYONE
+    model_id: str | None = None
+    estimated_tokens: int | None = None
+
+    @property
+    def governs_tokens(self) -> bool:
+        """A model call: its model's access and its estimate against the identity's token budgets are checked."""
+        return self.model_id is not None or self.estimated_tokens is not None
 
     def facts(self, now: datetime) -> Facts:
         """What the policy sees of this proposal before the session facts are read."""
         mode = "dry_run" if self.dry_run else "live"
-        return Facts(self.action, self.args, self.resource, self.agent_id, self.cost, mode=mode, now=now)
+        i = self.identity
+        return Facts(
+            self.action,
+            self.args,
+            self.resource,
+            self.agent_id,
+            self.cost,
+            mode=mode,
+            org=i.org_id,
+            team=i.team_id,
+            user=i.user_id,
+            now=now,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +95,8 @@ class Settlement:
     outcome: Outcome
     reserved_cost: Decimal
     actual_cost: Decimal
+    token_usage: UsageRecord | None = None
+    """The model usage recorded with the settlement (`settle(..., token_usage=…)`), with its budgets after it."""
 
     @property
     def overrun(self) -> Decimal:
@@ -131,10 +155,32 @@ def execute(
         owner = sessions.facts_of(conn, t, req.session_id)[0]
         lease_keys = leases.keys_for(limits, req.session_id, req.agent_id or owner, req.resource)
         crowded = leases.check(conn, ctx, lease_keys, at)
-    may_reserve = executes and crowded is None
+    model_denial = token_denial = None
+    budgets: list[tokens.Covering] = []
+    tokens_held = False
+    if req.governs_tokens:
+        budgets = tokens.covering(conn, ctx, req.identity, at)
+        if req.model_id is not None:
+            # Checked whatever the tier: nobody should be asked to approve a call to a model it may not use.
+            access = ctx.models.check_access(req.identity, req.model_id, [b.config for b in budgets])
+            model_denial = None if access.allowed else access.reason
+        if executes and model_denial is None and crowded is None and budgets:
+            # The session row before the budget windows: the lock order of record_usage and settle.
+            t.statements.lock_session.run(conn, {"p_sid": req.session_id})
+            token_denial, _ = tokens.reserve(conn, ctx, budgets, req.estimated_tokens or 0, req.cost, at)
+            tokens_held = token_denial is None
+    may_reserve = executes and crowded is None and model_denial is None and token_denial is None
     reserved = sessions.reserve(conn, t, req.session_id, req.agent_id, req.cost, at) if may_reserve else None
+    if reserved is None and tokens_held:
+        # The session refused (kill, status, budget): give the windows back, in this same transaction.
+        tokens.give_back(conn, ctx, budgets, req.estimated_tokens or 0, req.cost, at)
     if reserved is not None:
         head, session_agent = reserved
+        if tokens_held:
+            tokens.open_reservation(
+                conn, ctx, budgets, identity=req.identity, model_id=req.model_id, tokens=req.estimated_tokens or 0,
+                cost=req.cost, at=at, session_id=req.session_id, proposal_id=proposal_id,
+            )  # fmt: skip
         if lease_keys:
             leases.take(conn, ctx, lease_keys, limits, proposal_id, at)
         if authority is not None and not approvals.consume(conn, ctx, authority, proposal_id, at):
@@ -154,7 +200,16 @@ def execute(
             decision = replace(decision, ticket_id=authority.authority_id)
     else:
         head, session_agent, decision = _refuse(
-            conn, ctx, req, choice, proposal_id, at, authorized=authority, crowded=crowded
+            conn,
+            ctx,
+            req,
+            choice,
+            proposal_id,
+            at,
+            authorized=authority,
+            crowded=crowded,
+            model_denial=model_denial,
+            token_denial=token_denial,
         )
     agent_id = req.agent_id or session_agent
     row = {
@@ -173,6 +228,9 @@ def execute(
         "status": "reserved" if decision.allowed else "denied",
         "idempotency_key": req.idempotency_key,
         "created_at": at,
+        **req.identity.as_dict(),
+        "model_id": req.model_id,
+        "estimated_tokens": req.estimated_tokens,
     }
     try:
         proposals.insert(conn, t, row)
@@ -200,6 +258,11 @@ def execute(
         "mode": "dry_run" if req.dry_run else "live",
         "ticket_id": decision.ticket_id,
     }
+    if req.identity != ANYONE:
+        payload["identity"] = req.identity.as_dict()
+    if req.governs_tokens:
+        payload["model_id"] = req.model_id
+        payload["estimated_tokens"] = req.estimated_tokens
     if authority is not None and decision.allowed:
         payload["authorized_by"] = authority.as_dict()
     if decision.steering is not None:
@@ -221,6 +284,8 @@ def _refuse(
     *,
     authorized: approvals.Authority | None,
     crowded: str | None = None,
+    model_denial: str | None = None,
+    token_denial: str | None = None,
 ) -> tuple[Head, str | None, Decision]:
     """Why the proposal may not run: read under the stream lock, most urgent cause first. An `authorized`
     proposal (a human approved it) skips the tier and can only be stopped by kills, status and budgets."""
@@ -252,6 +317,8 @@ def _refuse(
             f"denied: session {req.session_id} is {state['status']}, so it takes no proposals",
             DecisionCode.SESSION_NOT_ACTIVE,
         )
+    if model_denial is not None:
+        return deny(f"denied: {model_denial}", DecisionCode.MODEL_ACCESS_DENIED)
     if crowded is not None:
         return deny(f"denied: {crowded}; try again when one settles", DecisionCode.CONCURRENCY_LIMIT)
     described = choice.describe(req.action)
@@ -283,6 +350,8 @@ def _refuse(
             f"denied: action budget exhausted: {state['action_count']} of {max_count} actions used",
             DecisionCode.ACTION_COUNT_EXCEEDED,
         )
+    if token_denial is not None:
+        return deny(f"denied: {token_denial}", DecisionCode.TOKEN_BUDGET_EXCEEDED)
     # The conditional reservation failed, yet under the lock the session has room: a concurrent settle or kill
     # release changed it between the two statements. Decide again from the start rather than refuse wrongly.
     raise RetryTransaction
@@ -328,6 +397,7 @@ def settle(
     actual_cost: Decimal | None,
     result: dict[str, Any],
     result_text: str,
+    token_usage: TokenUsage | None = None,
 ) -> Settlement:
     t = ctx.tables
     at = ctx.now_micros()
@@ -372,4 +442,28 @@ def settle(
         "result": result,
     }
     eventlog.append(conn, t, closed["session_id"], head, [(EventKind.PROPOSAL_SETTLED, canonical_json(payload), at)])
-    return Settlement(proposal_id, closed["session_id"], outcome, reserved, actual_cost)
+    record = _settle_tokens(conn, ctx, proposal_id, closed["session_id"], token_usage)
+    return Settlement(proposal_id, closed["session_id"], outcome, reserved, actual_cost, record)
+
+
+def _settle_tokens(
+    conn: Connection, ctx: PlaneContext, proposal_id: str, session_id: str, usage: TokenUsage | None
+) -> UsageRecord | None:
+    """A model call's settlement: record its usage (giving back its reservation), or just give the reservation
+    back when the host reports no usage (a failed call, or crash recovery)."""
+    reservation_id = tokens.reservation_of(conn, ctx, proposal_id)
+    if usage is None:
+        if reservation_id is not None:
+            tokens.release_reservation(conn, ctx, reservation_id)
+        return None
+    stored = proposals.get(conn, ctx.tables, proposal_id)
+    assert stored is not None  # it was settled a moment ago
+    return tokens.record_usage(
+        conn,
+        ctx,
+        session_id=session_id,
+        identity=identity_of(stored),
+        usage=usage,
+        reservation_id=reservation_id,
+        proposal_id=proposal_id,
+    )

@@ -8,13 +8,13 @@ closed for good, and a late `settle` of it is refused. Overdue tickets are escal
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from sqlalchemy import Connection
 
 from agent_control_plane.errors import AlreadySettledError
-from agent_control_plane.plane import approvals
+from agent_control_plane.plane import approvals, tokens
 from agent_control_plane.plane.context import PlaneContext
 from agent_control_plane.plane.proposals import Outcome, Settlement, settle
 from agent_control_plane.store import proposals
@@ -28,13 +28,16 @@ class RecoveryReport:
     interrupted: list[Settlement] = field(default_factory=list)
     tickets: dict[str, str] = field(default_factory=dict)
     """Ticket id → escalated / expired."""
+    token_reservations: int = 0
+    """Token reservations nobody used or released in time, given back to their budgets."""
 
     def describe(self) -> str:
         released = sum((s.reserved_cost - s.actual_cost for s in self.interrupted), start=0)
         return (
             f"{len(self.interrupted)} interrupted action(s) settled ({released} released), "
             f"{sum(o == 'escalated' for o in self.tickets.values())} ticket(s) escalated, "
-            f"{sum(o == 'expired' for o in self.tickets.values())} expired"
+            f"{sum(o == 'expired' for o in self.tickets.values())} expired, "
+            f"{self.token_reservations} token reservation(s) given back"
         )
 
 
@@ -57,4 +60,4 @@ def recover(conn: Connection, ctx: PlaneContext, older_than: timedelta | None) -
             continue  # settled by its worker a moment ago
         report.interrupted.append(closed)
     report.tickets.update(approvals.expire_overdue(conn, ctx))
-    return report
+    return replace(report, token_reservations=tokens.expire_reservations(conn, ctx))

@@ -13,7 +13,9 @@ from agent_control_plane.plane import approvals
 from agent_control_plane.plane.context import PlaneContext
 from agent_control_plane.plane.proposals import ProposalRequest, execute
 from agent_control_plane.policy.choice import TierChoice
+from agent_control_plane.store import proposals
 from agent_control_plane.types.decisions import ActionTier, Decision, DecisionCode
+from agent_control_plane.types.identity import identity_of
 from agent_control_plane.types.tickets import TicketStatus
 
 
@@ -35,6 +37,14 @@ def resume(conn: Connection, ctx: PlaneContext, ticket_id: str) -> Decision:
             agent_id=row["agent_id"],
             idempotency_key=None,
         )
+        asked = proposals.get(conn, ctx.tables, row["proposal_id"])
+        if asked is not None:  # the call's identity and model estimate, as proposed
+            req = replace(
+                req,
+                identity=identity_of(asked),
+                model_id=asked["model_id"],
+                estimated_tokens=None if asked["estimated_tokens"] is None else int(asked["estimated_tokens"]),
+            )
         choice = TierChoice(ActionTier.ALWAYS_APPROVE, f"ticket {ticket_id}", "approval")
         authority = approvals.Authority("ticket", ticket_id, row["decided_by"], row["comment"])
         return execute(conn, ctx, req, choice, authority, at)

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -66,6 +67,15 @@ def normalize_url(url: str | URL, *, asynchronous: bool) -> URL:
     return parsed
 
 
+_SYNC_TWINS = {"sqlite+aiosqlite": "sqlite", "postgresql+asyncpg": "postgresql+psycopg"}
+
+
+def synchronous_twin(url: str | URL) -> URL:
+    """The same database through a synchronous driver (for set-up work done before an async engine runs)."""
+    parsed = normalize_url(url, asynchronous=True)
+    return parsed.set(drivername=_SYNC_TWINS.get(parsed.drivername, parsed.drivername))
+
+
 def _install_hooks(engine: Engine, options: StorageOptions) -> None:
     if engine.dialect.name != "sqlite":
         return
@@ -108,6 +118,16 @@ def begin(conn: Connection, *, read_only: bool) -> None:
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
 
+def join(conn: Connection) -> None:
+    """Make sure a caller's connection (`from_session`) is inside a transaction before we write on it.
+
+    SQLite connections of this package's engines run the driver in autocommit mode (see `begin`), so a
+    `conn.begin()` alone has not started anything there yet: without this, each statement would commit on its own.
+    """
+    if conn.dialect.name == "sqlite" and not getattr(conn.connection.driver_connection, "in_transaction", True):
+        begin(conn, read_only=False)
+
+
 def create_sync_engine(url: str | URL, options: StorageOptions) -> Engine:
     target = normalize_url(url, asynchronous=False)
     try:
@@ -132,6 +152,16 @@ def _engine_kwargs(url: URL, options: StorageOptions) -> dict[str, Any]:
     if url.get_backend_name() == "sqlite":
         return {}
     return {"pool_size": options.pool_size, "pool_pre_ping": True}
+
+
+def upsert_into(dialect_name: str, table: Table) -> Any:
+    """An INSERT that can take ON CONFLICT (`on_conflict_do_update` / `_do_nothing`): PostgreSQL's and SQLite's
+    constructs have the same API, so callers write one statement for both."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(table)
+    if dialect_name == "sqlite":
+        return sqlite.insert(table)
+    raise StorageError(f"the {dialect_name} database is not supported (use SQLite or PostgreSQL)")
 
 
 def lock_for_migration(conn: Connection) -> None:

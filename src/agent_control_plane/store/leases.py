@@ -4,8 +4,8 @@ live leases and adding one atomic for every transaction that wants that key."""
 from __future__ import annotations
 
 from sqlalchemy import Connection, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from agent_control_plane.store.dialect import upsert_into
 from agent_control_plane.store.tables import ScopedModelRegistry
 
 
@@ -13,8 +13,7 @@ def lock_key(conn: Connection, t: ScopedModelRegistry, scope: str, key: str) -> 
     """Create the key's lock row if needed, then lock it (FOR UPDATE; SQLite's BEGIN IMMEDIATE already holds the
     database write lock) until the transaction ends."""
     k = t.lease_keys
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(k).values(scope=scope, key=key).on_conflict_do_nothing())
+    conn.execute(upsert_into(conn.dialect.name, k).values(scope=scope, key=key).on_conflict_do_nothing())
     conn.execute(select(k.c.scope).where(k.c.scope == scope, k.c.key == key).with_for_update())
 
 

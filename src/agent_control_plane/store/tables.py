@@ -24,6 +24,7 @@ from agent_control_plane.store.types import Money
 
 if TYPE_CHECKING:
     from agent_control_plane.store.statements import Statements
+    from agent_control_plane.store.tokens import TokenStatements
 
 CONTROL_STREAM_ID = "control"
 """The event stream of control-plane-wide changes (system and agent kill switches). Not a session."""
@@ -113,6 +114,11 @@ class ScopedModelRegistry:
             Column("result", Text),
             Column("created_at", BigInteger, nullable=False),
             Column("settled_at", BigInteger),
+            Column("org_id", String(200)),
+            Column("team_id", String(200)),
+            Column("user_id", String(200)),
+            Column("model_id", String(200)),
+            Column("estimated_tokens", BigInteger),
             UniqueConstraint("session_id", "idempotency_key", name=n("proposals_idempotency_uq")),
             Index(n("proposals_status_ix"), "status", "created_at"),
         )
@@ -201,9 +207,86 @@ class ScopedModelRegistry:
             Index(n("leases_proposal_ix"), "proposal_id"),
         )
 
+        self._define_tokens()
+
+    def _define_tokens(self) -> None:
+        n, md = self.name, self.metadata
+        fk = f"{self.schema}.{n('sessions')}.id" if self.schema else f"{n('sessions')}.id"
+        identity = ("org_id", "team_id", "user_id")
+        self.token_budgets = Table(
+            n("token_budgets"),
+            md,
+            Column("id", String(64), primary_key=True),
+            *(Column(name, String(200)) for name in identity),
+            Column("period", String(16), nullable=False),
+            Column("timezone", String(64), nullable=False),
+            Column("max_tokens", BigInteger),
+            Column("max_cost", Money),
+            Column("allowed_models", Text),
+            Column("created_at", BigInteger, nullable=False),
+            Column("updated_at", BigInteger, nullable=False),
+        )
+        # Running totals per budget and window, kept by atomic increments, so no check sums the ledger.
+        self.token_windows = Table(
+            n("token_windows"),
+            md,
+            Column("budget_id", String(64), primary_key=True),
+            Column("window_start", BigInteger, primary_key=True, autoincrement=False),
+            Column("window_end", BigInteger),
+            Column("tokens_used", BigInteger, nullable=False),
+            Column("cost_used", Money, nullable=False),
+            Column("tokens_reserved", BigInteger, nullable=False),
+            Column("cost_reserved", Money, nullable=False),
+            Column("updated_at", BigInteger, nullable=False),
+        )
+        self.token_usage = Table(
+            n("token_usage"),
+            md,
+            Column("id", String(64), primary_key=True),
+            Column("session_id", String(64), ForeignKey(fk)),
+            Column("proposal_id", String(64)),
+            Column("reservation_id", String(64)),
+            *(Column(name, String(200)) for name in identity),
+            Column("model_id", String(200), nullable=False),
+            Column("input_tokens", BigInteger, nullable=False),
+            Column("output_tokens", BigInteger, nullable=False),
+            Column("total_tokens", BigInteger, nullable=False),
+            Column("cost", Money, nullable=False),
+            Column("over_budget", Boolean, nullable=False),
+            Column("recorded_at", BigInteger, nullable=False),
+            Index(n("token_usage_org_ix"), "org_id", "recorded_at"),
+            Index(n("token_usage_user_ix"), "user_id", "recorded_at"),
+            Index(n("token_usage_time_ix"), "recorded_at"),
+        )
+        self.token_reservations = Table(
+            n("token_reservations"),
+            md,
+            Column("id", String(64), primary_key=True),
+            *(Column(name, String(200)) for name in identity),
+            Column("model_id", String(200)),
+            Column("session_id", String(64)),
+            Column("proposal_id", String(64)),
+            Column("tokens", BigInteger, nullable=False),
+            Column("cost", Money, nullable=False),
+            Column("windows", Text, nullable=False),
+            Column("status", String(16), nullable=False),
+            Column("created_at", BigInteger, nullable=False),
+            Column("expires_at", BigInteger, nullable=False),
+            Column("closed_at", BigInteger),
+            Index(n("token_reservations_open_ix"), "status", "expires_at"),
+            Index(n("token_reservations_proposal_ix"), "proposal_id"),
+        )
+
     @cached_property
     def statements(self) -> Statements:
         """Prebuilt hot-path statements for these tables (building a statement costs more than running it)."""
         from agent_control_plane.store.statements import Statements
 
         return Statements(self)
+
+    @cached_property
+    def token_statements(self) -> TokenStatements:
+        """Prebuilt statements of the token tables."""
+        from agent_control_plane.store.tokens import TokenStatements
+
+        return TokenStatements(self)

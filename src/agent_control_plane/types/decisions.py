@@ -55,6 +55,8 @@ class DecisionCode(StrEnum):
     APPROVAL_EXPIRED = "approval_expired"
     ALREADY_CONSUMED = "already_consumed"
     CONCURRENCY_LIMIT = "concurrency_limit"
+    MODEL_ACCESS_DENIED = "model_access_denied"
+    TOKEN_BUDGET_EXCEEDED = "token_budget_exceeded"
 
 
 SEVERITY: dict[ActionTier, int] = {

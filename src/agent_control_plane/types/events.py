@@ -23,6 +23,11 @@ class EventKind(StrEnum):
     APPROVAL_CONSUMED = "approval.consumed"
     APPROVAL_ESCALATED = "approval.escalated"
     APPROVAL_EXPIRED = "approval.expired"
+    TOKEN_USAGE_RECORDED = "token_usage.recorded"
+    MODEL_ACCESS_DENIED = "model_access.denied"
+    TOKEN_BUDGET_CREATED = "token_budget.created"
+    TOKEN_BUDGET_UPDATED = "token_budget.updated"
+    TOKEN_BUDGET_DELETED = "token_budget.deleted"
 
 
 @dataclass(frozen=True, slots=True)
