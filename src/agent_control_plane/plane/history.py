@@ -43,6 +43,7 @@ def recorded_proposals(
             payload = json.loads(row.payload)
             if since_micros is None or row.recorded_at >= since_micros:
                 when = from_micros(row.recorded_at)
+                identity = payload.get("identity") or {}
                 facts = Facts(
                     action=payload["action"],
                     args=payload["args"],
@@ -50,6 +51,9 @@ def recorded_proposals(
                     agent=payload["agent_id"],
                     cost=Decimal(payload["cost"]),
                     mode=payload.get("mode", "live"),
+                    org=identity.get("org_id"),
+                    team=identity.get("team_id"),
+                    user=identity.get("user_id"),
                     session_action_count=count,
                     session_spent_cost=spent,
                     now=when,

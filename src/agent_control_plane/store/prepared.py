@@ -48,7 +48,9 @@ class Prepared:
     def __init__(self, statement: Statement, *, insert_columns: Sequence[str] | None = None) -> None:
         self.statement = statement
         self._columns = list(insert_columns) if insert_columns is not None else None
-        self._by_dialect: dict[str, _Compiled] = {}
+        # Keyed by dialect and driver: psycopg and asyncpg speak PostgreSQL with different placeholders, and one
+        # registry may serve both (ControlPlaneSetup.build_async sets up through psycopg, then runs on asyncpg).
+        self._by_dialect: dict[tuple[str, str], _Compiled] = {}
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect, column_keys=self._columns)
@@ -76,9 +78,10 @@ class Prepared:
         )
 
     def _compiled_for(self, conn: Connection) -> _Compiled:
-        compiled = self._by_dialect.get(conn.dialect.name)
+        key = (conn.dialect.name, conn.dialect.driver)
+        compiled = self._by_dialect.get(key)
         if compiled is None:
-            compiled = self._by_dialect[conn.dialect.name] = self._compile(conn.dialect)
+            compiled = self._by_dialect[key] = self._compile(conn.dialect)
         return compiled
 
     @staticmethod
