@@ -86,3 +86,20 @@ def _check_async_flow(sync_url: str, url: str, table_prefix: str) -> None:
         assert sync.get_remaining_budget(sid)["spent_cost"] == Decimal("0.15")
         assert [e.kind for e in sync.replay(sid)].count("proposal.decided") == 6
         assert sync.verify(sid).ok
+
+
+def test_the_async_tracker_mirrors_the_sync_tracker() -> None:
+    from agent_control_plane import SyncTokenBudgetTracker, TokenBudgetTracker
+
+    sync, asyn = _public(SyncTokenBudgetTracker), _public(TokenBudgetTracker)
+    assert set(sync) == set(asyn)
+    for name, member in sync.items():
+        other = asyn[name]
+        if isinstance(member, classmethod):  # from_session: the same parameters, each side's own session types
+            assert list(inspect.signature(member.__func__).parameters) == list(
+                inspect.signature(other.__func__).parameters  # type: ignore[attr-defined]
+            )
+            continue
+        assert inspect.signature(member) == inspect.signature(other), name  # type: ignore[arg-type]
+        assert member.__doc__ == other.__doc__ and member.__doc__, name
+        assert inspect.iscoroutinefunction(other), name

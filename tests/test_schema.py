@@ -76,3 +76,19 @@ def test_setup_from_several_processes_at_once_succeeds(backend: Backend, table_p
     engine = create_engine(backend.url)
     assert f"{table_prefix}events" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_declares(backend: Backend, table_prefix: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    cp = ControlPlaneFacade.from_database_url(backend.url, table_prefix=table_prefix)
+    cp.setup()
+
+    def ours(name: str | None, kind: str, parent: object) -> bool:
+        return kind != "table" or ((name or "").startswith(table_prefix) and name != cp.registry.version_table)
+
+    with cp.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"include_name": ours, "compare_type": False})
+        assert compare_metadata(context, cp.registry.metadata) == []
+    cp.close()
