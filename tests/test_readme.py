@@ -23,3 +23,15 @@ def test_readme_usage_snippet_runs(tmp_path: Path) -> None:
     script.write_text(checked.replace("cp.close_session(sid); cp.close()", "cp.close_session(sid)") + "cp.close()\n")
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_readme_token_budget_snippet_runs_as_written(tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    (snippet,) = [block for block in blocks if "token_budget_tracker" in block]
+    script = tmp_path / "tokens.py"
+    script.write_text(snippet)
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    allowed, remaining = result.stdout.split(" ", 1)
+    assert allowed == "True" and "Decimal('4.9958')" in remaining
+    assert (tmp_path / "tenants.db").exists()

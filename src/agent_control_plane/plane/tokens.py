@@ -144,9 +144,10 @@ def reserve(
         )  # fmt: skip
         if totals is None:
             give_back(conn, ctx, taken, tokens, cost, at)
-            current = states(conn, ctx, budgets)
-            stored = rows.windows(conn, t, [budget.key]).get(budget.key, _ZERO)
-            return shortfall(budget, stored, tokens, cost) or "token budget exceeded", current
+            stored = rows.windows(conn, t, [b.key for b in budgets])
+            current = tuple(b.state(stored.get(b.key, _ZERO)) for b in budgets)
+            refused = shortfall(budget, stored.get(budget.key, _ZERO), tokens, cost)
+            return refused or "token budget exceeded", current
         taken.append(budget)
         after.append(budget.state(totals))
     return None, tuple(after)
@@ -229,8 +230,8 @@ def check_budget(
             session_id=session_id,
         )  # fmt: skip
         return BudgetCheckResult(True, _fits(budgets, reserved=True), after, access, reservation_id)
-    current = states(conn, ctx, budgets)
     stored = rows.windows(conn, ctx.tables, [b.key for b in budgets])
+    current = tuple(b.state(stored.get(b.key, _ZERO)) for b in budgets)
     for budget in budgets:
         refused = shortfall(budget, stored.get(budget.key, _ZERO), tokens, cost)
         if refused is not None:
