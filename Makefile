@@ -36,6 +36,7 @@ test: $(STAMP)
 
 examples: $(STAMP)
 	cd examples && ../$(BIN)/python quickstart_sync.py > /dev/null && ../$(BIN)/python quickstart.py > /dev/null && ../$(BIN)/python steering_demo.py > /dev/null && ../$(BIN)/python condition_tree_evaluator_demo.py > /dev/null
+	cd examples && ../$(BIN)/python tenant_budget_tracking.py > /dev/null && ../$(BIN)/python token_governance_demo.py > /dev/null
 	cd examples && ../$(BIN)/acp policy test policy.yaml > /dev/null
 
 check: lint typecheck test examples

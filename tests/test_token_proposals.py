@@ -85,6 +85,9 @@ def test_a_model_the_identity_may_not_use_is_denied_before_any_ticket_or_reserva
         assert "model 'opus' is restricted" in d.reason
     assert cp.list_tickets() == []
     assert reserved_tokens(cp) == (0, 0)
+    denials = [e.payload["model_id"] for e in cp.replay(sid) if e.kind == "model_access.denied"]
+    assert denials == ["opus", "opus"]
+    assert cp.verify(sid).ok
     cp.close()
 
 

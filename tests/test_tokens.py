@@ -189,6 +189,24 @@ def test_usage_past_the_cap_is_in_the_ledger_and_then_raises_with_the_states(
     cp.close()
 
 
+def test_over_budget_usage_caught_inside_the_block_survives_a_later_rollback(
+    backend: Backend, table_prefix: str, clock: ManualClock
+) -> None:
+    cp = plane(backend, table_prefix, clock, TokenBudgetConfig(ACME, "daily", max_tokens=1000))
+
+    def host() -> None:
+        with cp.token_budget_tracker() as t:
+            with pytest.raises(TokenBudgetExhaustedError):
+                t.record_usage(None, ALICE, usage(1000, 500))  # billed: it must stay in the ledger
+            t.record_usage(None, GLOBEX, usage(10, 10))  # after the error, in a transaction of its own
+            raise RuntimeError("an unrelated failure later in the block")
+
+    with pytest.raises(RuntimeError, match="unrelated"):
+        host()
+    assert ledger(cp)[:2] == (1, 1500)
+    cp.close()
+
+
 def test_an_exception_inside_the_tracker_rolls_back_what_it_wrote(
     backend: Backend, table_prefix: str, clock: ManualClock
 ) -> None:

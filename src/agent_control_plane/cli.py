@@ -40,12 +40,14 @@ from agent_control_plane._cli_base import (
     make_table,
     parse_duration,
 )
+from agent_control_plane.cli_budgets import budgets_app, usage
 from agent_control_plane.cli_policy import policy_app
 from agent_control_plane.cli_tickets import tickets_app
 
 SUMMARY_WIDTH = 80
 
 # The payload keys worth a glance in a replay table; the full payload is in `--json`.
+_BUDGET_KEYS = ("period", "max_tokens", "max_cost_usd", "identity", "allowed_models", "timezone")
 _SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
     EventKind.SESSION_OPENED: ("name", "agent_id", "max_cost", "max_action_count"),
     EventKind.SESSION_STATUS_CHANGED: ("from", "to", "reason"),
@@ -53,6 +55,11 @@ _SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
     EventKind.PROPOSAL_SETTLED: ("action", "outcome", "reserved_cost", "actual_cost"),
     EventKind.KILL_ENGAGED: ("scope", "target", "by", "reason"),
     EventKind.KILL_RELEASED: ("scope", "target", "by", "reason"),
+    EventKind.TOKEN_USAGE_RECORDED: ("model_id", "total_tokens", "cost_usd", "over_budget", "identity"),
+    EventKind.MODEL_ACCESS_DENIED: ("model_id", "identity", "tier", "reason"),
+    EventKind.TOKEN_BUDGET_CREATED: _BUDGET_KEYS,
+    EventKind.TOKEN_BUDGET_UPDATED: _BUDGET_KEYS,
+    EventKind.TOKEN_BUDGET_DELETED: _BUDGET_KEYS,
 }
 
 
@@ -74,7 +81,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     help=(
         "Govern AI agents from the shell: set up the control plane's database, inspect sessions and their "
-        "event logs, verify the logs' hash chains, and engage or release kill switches."
+        "event logs, verify the logs' hash chains, engage or release kill switches, check policies, decide "
+        "approval tickets, "
+        "and set token budgets and see the model usage they count."
     ),
     epilog="Exit codes: 0 success, 1 an event log failed verification, 2 bad input or a control plane error.",
 )
@@ -97,6 +106,8 @@ app.add_typer(events_app, name="events")
 app.add_typer(kill_app, name="kill")
 app.add_typer(policy_app, name="policy")
 app.add_typer(tickets_app, name="tickets")
+app.add_typer(budgets_app, name="budgets")
+app.command("usage")(usage)
 
 
 SessionArgument = Annotated[str, typer.Argument(metavar="SESSION", help="The session id.")]
@@ -125,7 +136,7 @@ def _summary(kind: str, payload: dict[str, Any]) -> str:
     parts = []
     for key in _SUMMARY_KEYS.get(kind, tuple(payload)):
         value = payload.get(key)
-        if value is None:
+        if value is None or value == []:
             continue
         parts.append(f"{key}={value if isinstance(value, str) else json_text(value)}")
     text = " ".join(parts)
@@ -400,7 +411,13 @@ def recover(
             fail(f"--older-than {older_than!r}: expected a duration such as 0s, 10m or 1h")
     report = get_plane(ctx).recover(older_than=age)
     if as_json:
-        echo_json({"interrupted": [asdict(s) for s in report.interrupted], "tickets": report.tickets})
+        echo_json(
+            {
+                "interrupted": [asdict(s) for s in report.interrupted],
+                "tickets": report.tickets,
+                "token_reservations": report.token_reservations,
+            }
+        )
         return
     console = get_console()
     console.print(report.describe(), markup=False)

@@ -426,8 +426,9 @@ class ControlPlaneFacade:
     def token_budget_tracker(self) -> SyncTokenBudgetTracker:
         """A token budget tracker on a transaction of its own: `with cp.token_budget_tracker() as tracker:`.
 
-        It commits when the block ends cleanly (or with `TokenBudgetExhaustedError`: that usage was billed) and
-        rolls back on any other exception. See `SyncTokenBudgetTracker` for the operations.
+        It commits when the block ends cleanly and rolls back on an exception; usage that raises
+        `TokenBudgetExhaustedError` was billed, so it is committed before the error is raised. See
+        `SyncTokenBudgetTracker` for the operations.
         """
         return SyncTokenBudgetTracker(self._core, self._engine)
 

@@ -4,9 +4,13 @@
 `ControlPlaneCore`, on one transaction: their own (`async with cp.token_budget_tracker() as tracker:` commits
 on a clean exit and rolls back on an exception) or the caller's (`from_session(...)`, which never commits).
 
-`TokenBudgetExhaustedError` is the exception to "roll back on an exception": the usage it reports was billed, so a
-tracker's own transaction commits it before the error propagates. A caller that joined its own transaction with
-`from_session` decides itself, and should commit too.
+Usage that takes a budget past its cap was billed all the same, so it must not be lost with a rollback: a tracker
+on its own transaction commits everything recorded so far before it raises `TokenBudgetExhaustedError`, and goes
+on in a new transaction (whatever the block does after catching the error commits or rolls back as usual). A
+caller that joined its own transaction with `from_session` decides itself, and should commit too.
+
+On SQLite a tracker's block holds the database's write lock from its start (BEGIN IMMEDIATE), and on PostgreSQL a
+reserving check holds its budget rows until the block ends: keep the model call itself outside the block.
 """
 
 from __future__ import annotations
@@ -45,11 +49,6 @@ Amount = Decimal | float | int | str
 _OUTSIDE = "use the tracker inside `{with_} cp.token_budget_tracker() as tracker:` (or build it with from_session)"
 
 
-def _keeps(exc: BaseException | None) -> bool:
-    """Whether a tracker's own transaction commits as its block ends with `exc`."""
-    return exc is None or isinstance(exc, TokenBudgetExhaustedError)
-
-
 class SyncTokenBudgetTracker:
     """Token budgets for synchronous hosts: `with cp.token_budget_tracker() as tracker: ...`."""
 
@@ -81,13 +80,22 @@ class SyncTokenBudgetTracker:
         self._conn, self._owned = conn, True
         return self
 
+    def _commit_and_go_on(self) -> None:
+        assert self._conn is not None
+        try:
+            self._conn.commit()
+            self._conn.begin()
+            begin(self._conn, read_only=False)
+        except SQLAlchemyError as exc:
+            raise translate(exc, "token_budget_tracker commit") from exc
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         conn, self._conn, self._owned = self._conn, None, False
         assert conn is not None
         try:
-            if _keeps(exc):
+            if exc is None:
                 conn.commit()
             else:
                 conn.rollback()
@@ -103,7 +111,12 @@ class SyncTokenBudgetTracker:
             result = op.fn(self._conn)
         except SQLAlchemyError as exc:
             raise translate(exc, op.name) from exc
-        return op.finish(result)
+        try:
+            return op.finish(result)
+        except TokenBudgetExhaustedError:
+            if self._owned:
+                self._commit_and_go_on()  # the billed usage lands now, whatever the block does next
+            raise
 
     def check_budget(
         self,
@@ -217,13 +230,21 @@ class TokenBudgetTracker:
         self._conn = conn
         return self
 
+    async def _commit_and_go_on(self, conn: AsyncConnection) -> None:
+        try:
+            await conn.commit()
+            await conn.begin()
+            await conn.run_sync(begin, read_only=False)
+        except SQLAlchemyError as exc:
+            raise translate(exc, "token_budget_tracker commit") from exc
+
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         conn, self._conn = self._conn, None
         assert conn is not None
         try:
-            if _keeps(exc):
+            if exc is None:
                 await conn.commit()
             else:
                 await conn.rollback()
@@ -249,7 +270,12 @@ class TokenBudgetTracker:
             result: Any = await conn.run_sync(op.fn)
         except SQLAlchemyError as exc:
             raise translate(exc, op.name) from exc
-        return op.finish(result)
+        try:
+            return op.finish(result)
+        except TokenBudgetExhaustedError:
+            if self._engine is not None:  # our own transaction (not the caller's)
+                await self._commit_and_go_on(conn)
+            raise
 
     async def check_budget(
         self,

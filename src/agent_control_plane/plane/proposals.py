@@ -156,6 +156,7 @@ def execute(
         lease_keys = leases.keys_for(limits, req.session_id, req.agent_id or owner, req.resource)
         crowded = leases.check(conn, ctx, lease_keys, at)
     model_denial = token_denial = None
+    access = None
     budgets: list[tokens.Covering] = []
     tokens_held = False
     if req.governs_tokens:
@@ -271,6 +272,8 @@ def execute(
             "alternatives": list(decision.steering.alternatives),
         }
     eventlog.append(conn, t, req.session_id, head, [(EventKind.PROPOSAL_DECIDED, canonical_json(payload), at)])
+    if access is not None and decision.code is DecisionCode.MODEL_ACCESS_DENIED:
+        tokens.record_denial(conn, ctx, req.identity, access, req.session_id, at)
     return decision
 
 

@@ -50,6 +50,12 @@ def to_timezone(value: object) -> str:
     return value
 
 
+def _plain(amount: Decimal) -> str:
+    """5.00 → 5, 0.250 → 0.25 (an amount as people write it)."""
+    text = format(amount, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 class BudgetPeriod(StrEnum):
     """The window a budget counts in. Windows are calendar windows in the budget's time zone (UTC by default):
     a day from midnight, a week from Monday midnight, a month from the 1st; `unlimited` never rolls over."""
@@ -172,7 +178,7 @@ class TokenBudgetConfig:
     def describe(self) -> str:
         limits = [
             f"{self.max_tokens} tokens" if self.max_tokens is not None else None,
-            f"${self.max_cost}" if self.max_cost is not None else None,
+            f"${_plain(self.max_cost)}" if self.max_cost is not None else None,
         ]
         capped = " and ".join(limit for limit in limits if limit) or "no cap"
         return f"{self.budget_period.value} budget of {self.identity.describe()} ({capped})"
