@@ -383,14 +383,27 @@ def test_budgets_are_created_updated_listed_and_deleted_at_run_time_each_logged(
         cp.update_token_budget(TokenBudgetConfig(ACME, "weekly", max_tokens=1))
     cp.set_token_budget(TokenBudgetConfig(GLOBEX, "monthly", max_cost_usd="20"))
     cp.set_token_budget(TokenBudgetConfig(GLOBEX, "monthly", max_cost_usd="20"))  # unchanged: not logged
-    listed = {(s.config.identity.describe(), s.config.budget_period.value) for s in cp.list_token_budgets()}
-    assert listed == {("org tenant-acme", "daily"), ("org globex", "monthly")}
+    cp.set_token_budget(TokenBudgetConfig(IdentityContext(org_id=OrgId("globex"), user_id=UserId("u")), "daily"))
+    cp.set_token_budget(TokenBudgetConfig(IdentityContext(), "daily"))
+    listed = [(s.config.identity.describe(), s.config.budget_period.value) for s in cp.list_token_budgets()]
+    # The same order on every backend: by org, team and user, absent (broader) parts first.
+    assert listed == [
+        ("everyone", "daily"),
+        ("org globex", "monthly"),
+        ("org globex / user u", "daily"),
+        ("org tenant-acme", "daily"),
+    ]
     removed = cp.delete_token_budget(ACME, "daily")
     assert removed.max_tokens == 8000
     with pytest.raises(NotFoundError, match="no daily token budget for org tenant-acme"):
         cp.delete_token_budget(ACME, "daily")
     kinds = [e.kind for e in cp.replay("control") if e.kind.startswith("token_budget.")]
-    assert kinds == ["token_budget.created", "token_budget.updated", "token_budget.created", "token_budget.deleted"]
+    assert kinds == [
+        "token_budget.created",
+        "token_budget.updated",
+        *["token_budget.created"] * 3,
+        "token_budget.deleted",
+    ]
     assert cp.verify("control").ok
     cp.close()
 

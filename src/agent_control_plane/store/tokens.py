@@ -162,7 +162,9 @@ def get_budget(conn: Connection, t: ScopedModelRegistry, budget_id: str) -> RowM
 
 def list_budgets(conn: Connection, t: ScopedModelRegistry) -> list[RowMapping]:
     b = t.token_budgets
-    stmt = select(b).order_by(b.c.org_id, b.c.team_id, b.c.user_id, b.c.period)
+    # NULLS FIRST on both backends (SQLite's default, not PostgreSQL's): broader budgets before narrower ones.
+    columns = (b.c.org_id, b.c.team_id, b.c.user_id)
+    stmt = select(b).order_by(*(column.asc().nulls_first() for column in columns), b.c.period)
     return [row._mapping for row in conn.execute(stmt)]
 
 
