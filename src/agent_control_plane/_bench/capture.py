@@ -9,10 +9,12 @@ so each checkout starts a new transaction and a commit ends it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
 from agent_control_plane._bench.action import BenchError, governed_action, propose, settle
 from agent_control_plane.facade import ControlPlaneFacade
@@ -67,6 +69,27 @@ def capture_action(cp: ControlPlaneFacade, session_id: str) -> Capture:
     """
     governed_action(cp, session_id)  # warm: policy snapshot cached, statements compiled
     written_before = _events(cp, session_id)
+    with traced_transactions(cp.engine) as transactions:
+        proposal_id = propose(cp, session_id)
+        proposed_in = len(transactions)
+        settle(cp, proposal_id)
+    if proposed_in != 1 or len(transactions) != 2:
+        raise BenchError(
+            f"propose and settle ran in {proposed_in} and {len(transactions) - proposed_in} transactions; "
+            "the replay expects one each"
+        )
+    last_seq = written_before[-1].seq if written_before else 0
+    written = _events(cp, session_id, after_seq=last_seq)
+    return Capture(captured_statements(transactions), session_id, proposal_id, tuple(written))
+
+
+@contextmanager
+def traced_transactions(engine: Engine) -> Iterator[list[list[tuple[str, Any]]]]:
+    """While open, every traced statement of each connection checked out of `engine`: one list per checkout.
+
+    Each checkout is one transaction of a facade call. On exit no listener of ours stays on `engine` and no
+    connection keeps the trace key.
+    """
     transactions: list[list[tuple[str, Any]]] = []
     records: list[Any] = []
 
@@ -75,27 +98,22 @@ def capture_action(cp: ControlPlaneFacade, session_id: str) -> Capture:
         record.info[TRACE] = transactions[-1]
         records.append(record)
 
-    event.listen(cp.engine, "checkout", on_checkout)
+    event.listen(engine, "checkout", on_checkout)
     try:
-        proposal_id = propose(cp, session_id)
-        proposed_in = len(transactions)
-        settle(cp, proposal_id)
+        yield transactions
     finally:
-        event.remove(cp.engine, "checkout", on_checkout)
+        event.remove(engine, "checkout", on_checkout)
         for record in records:
             record.info.pop(TRACE, None)
-    if proposed_in != 1 or len(transactions) != 2:
-        raise BenchError(
-            f"propose and settle ran in {proposed_in} and {len(transactions) - proposed_in} transactions; "
-            "the replay expects one each"
-        )
+
+
+def captured_statements(transactions: Sequence[Sequence[tuple[str, Any]]]) -> tuple[CapturedStatement, ...]:
+    """The traced transactions as captured statements, each transaction ended by its commit."""
     statements: list[CapturedStatement] = []
     for transaction in transactions:
         statements.extend(_captured(sql, params) for sql, params in transaction)
         statements.append(CapturedStatement("COMMIT", commit=True))
-    last_seq = written_before[-1].seq if written_before else 0
-    written = _events(cp, session_id, after_seq=last_seq)
-    return Capture(tuple(statements), session_id, proposal_id, tuple(written))
+    return tuple(statements)
 
 
 def _captured(sql: str, params: Any) -> CapturedStatement:

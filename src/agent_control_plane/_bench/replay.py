@@ -1,15 +1,16 @@
-"""The limit: a captured governed action replayed on the bare driver, with a fresh proposal id every time.
+"""The limit: a captured operation replayed on the bare driver, with a fresh id every time.
 
-Values that must change per action are patched in: the proposal id (and the payload text that quotes it), and
-each event's seq, prev_hash and hash, chained onto the head that the replay's own `RETURNING last_seq, last_hash`
-returned. Everything else is sent exactly as the facade sent it.
+For a governed action, values that must change per action are patched in: the proposal id (and the payload text
+that quotes it), and each event's seq, prev_hash and hash, chained onto the head that the replay's own
+`RETURNING last_seq, last_hash` returned. A recorded token usage only needs a fresh ledger row id (`id_steps`).
+Everything else is sent exactly as the facade sent it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,7 +21,8 @@ from agent_control_plane._bench.capture import Capture, CapturedStatement
 from agent_control_plane.store.dialect import SqliteSync
 from agent_control_plane.store.eventlog import EventRow
 
-# Where a patched value comes from in each replayed action.
+# Where a patched value comes from in each replayed action. _PID is the run's fresh id: the proposal id of a
+# governed action, the ledger row id of a recorded usage.
 _PID, _PID_TEXT, _SEQ, _HEAD_HASH, _NEW_HASH = range(5)
 
 
@@ -52,28 +54,56 @@ class ReplayPlan:
 
     def for_session(self, session_id: str) -> tuple[ReplayStep, ...]:
         """The steps with `session_id` in place of the captured session's id."""
-
-        def swap(value: Any) -> Any:
-            if value == self.session_id:
-                return session_id
-            if isinstance(value, str) and self.session_id in value:
-                return value.replace(self.session_id, session_id)
-            return value
-
-        steps = []
-        for step in self.steps:
-            values = tuple(swap(v) for v in step.values)
-            patches = tuple(
-                (i, src, tuple(swap(p) for p in arg) if src == _PID_TEXT else arg) for i, src, arg in step.patches
-            )
-            static = None
-            if not step.patches and not step.commit:
-                static = values if step.names is None else dict(zip(step.names, values, strict=True))
-            steps.append(replace(step, values=values, patches=patches, static=static))
-        return tuple(steps)
+        return swapped(self.steps, {self.session_id: session_id})
 
 
 _COMMIT = ReplayStep("", (), None, (), -1, head=False, fetch=False, commit=True)
+
+
+def swapped(steps: Sequence[ReplayStep], swaps: Mapping[str, str]) -> tuple[ReplayStep, ...]:
+    """`steps` ready to run, with each captured id that is a key of `swaps` (alone, or in a text) replaced."""
+
+    def swap(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        for old, new in swaps.items():
+            value = value.replace(old, new)
+        return value
+
+    ready = []
+    for step in steps:
+        values = tuple(swap(v) for v in step.values)
+        patches = tuple(
+            (i, src, tuple(swap(p) for p in arg) if src == _PID_TEXT else arg) for i, src, arg in step.patches
+        )
+        static = None
+        if not step.patches and not step.commit:
+            static = values if step.names is None else dict(zip(step.names, values, strict=True))
+        ready.append(replace(step, values=values, patches=patches, static=static))
+    return tuple(ready)
+
+
+def id_steps(statements: Sequence[CapturedStatement], fresh_id: str) -> tuple[ReplayStep, ...]:
+    """Steps for statements whose only value that must change every run is one id (`fresh_id` as captured).
+
+    Every statement that returns rows (a SELECT, or a RETURNING clause) has them fetched, as the facade does.
+    """
+    steps = []
+    for st in statements:
+        if st.commit:
+            steps.append(_COMMIT)
+            continue
+        patches: list[tuple[int, int, Any]] = []
+        for index, value in enumerate(st.values):
+            if value == fresh_id:
+                patches.append((index, _PID, None))
+            elif isinstance(value, str) and fresh_id in value:
+                patches.append((index, _PID_TEXT, tuple(value.split(fresh_id))))
+        fetch = bool(st.returning) or st.verb == "SELECT"
+        steps.append(ReplayStep(st.sql, st.values, st.names, tuple(patches), -1, head=False, fetch=fetch, commit=False))
+    if not any(step.patches for step in steps):
+        raise BenchError(f"no captured statement carries the id {fresh_id!r} that must be fresh every run")
+    return tuple(steps)
 
 
 def build_plan(capture: Capture) -> ReplayPlan:

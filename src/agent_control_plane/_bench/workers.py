@@ -1,7 +1,8 @@
-"""Worker processes: each runs governed actions (ours) or their replay (the limit) for a set time, together.
+"""Worker processes: each runs one operation (ours, or its replay on the bare driver: the limit) for a set time.
 
 Workers are spawned once and reused for every run. A run starts when every worker has warmed up and says it is
-ready, so all of them measure the same wall-clock window.
+ready, so all of them measure the same wall-clock window. What a worker runs is a `WorkerJob`: the governed
+action's `Job` here, the token-usage record's in `usage.py`.
 """
 
 from __future__ import annotations
@@ -10,34 +11,49 @@ import multiprocessing as mp
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from agent_control_plane._bench.action import POLICY, Backend, BenchError, governed_action
-from agent_control_plane._bench.replay import ReplayPlan, connect_raw, replay_action
+from agent_control_plane._bench.replay import ReplayPlan, ReplayStep, connect_raw, replay_action
 from agent_control_plane.facade import ControlPlaneFacade
 from agent_control_plane.store.dialect import SqliteSync
 
 WARM_UP_ACTIONS = 20
+"""Untimed runs of the operation in each worker before the timed window (every run counts in the database)."""
+Kind = Literal["ours", "limit"]
+
+
+class WorkerJob(Protocol):
+    """What one worker process runs in one timed window (sent to the worker, so it must pickle)."""
+
+    @property
+    def seconds(self) -> float: ...
+
+    def prepared(self) -> AbstractContextManager[Callable[[], object]]:
+        """Set up the connection(s) and return the operation, run once per call; torn down on exit."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """What one worker process runs: our facade, or the captured statements on the raw driver."""
+    """A governed action: our facade, or the captured statements on the raw driver."""
 
-    kind: Literal["ours", "limit"]
+    kind: Kind
     backend: Backend
     url: str
     prefix: str
     session_id: str
     synchronous: SqliteSync
     seconds: float
-    worker: int
     plan: ReplayPlan | None = None
+
+    def prepared(self) -> AbstractContextManager[Callable[[], object]]:
+        return _prepared(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,24 +64,25 @@ class WorkerResult:
     error: str | None = None
 
 
-def _worker_main(tasks: Queue[Job | None], results: Queue[tuple[str, int, Any]], go: Event) -> None:
-    while (job := tasks.get()) is not None:
+def _worker_main(tasks: Queue[tuple[int, WorkerJob] | None], results: Queue[tuple[str, int, Any]], go: Event) -> None:
+    while (task := tasks.get()) is not None:
+        worker, job = task
         ready = False
         try:
-            with _prepared(job) as action:
+            with job.prepared() as action:
                 for _ in range(WARM_UP_ACTIONS):
                     action()
-                results.put(("ready", job.worker, None))
+                results.put(("ready", worker, None))
                 ready = True
                 go.wait()
                 outcome = _timed(action, job.seconds)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]
             if not ready:  # the others wait for everyone's ready before they start
-                results.put(("ready", job.worker, error))
+                results.put(("ready", worker, error))
                 go.wait()
             outcome = WorkerResult([], 0.0, 0.0, error)
-        results.put(("done", job.worker, outcome))
+        results.put(("done", worker, outcome))
 
 
 def _timed(action: Callable[[], object], seconds: float) -> WorkerResult:
@@ -94,13 +111,21 @@ def _prepared(job: Job) -> Iterator[Callable[[], object]]:
             cp.close()
         return
     assert job.plan is not None
-    steps = job.plan.for_session(job.session_id)
+    with replayed(job.backend, job.url, job.synchronous, job.plan.for_session(job.session_id)) as action:
+        yield action
+
+
+@contextmanager
+def replayed(
+    backend: Backend, url: str, synchronous: SqliteSync, steps: Sequence[ReplayStep]
+) -> Iterator[Callable[[], object]]:
+    """The limit's operation: `steps` on a bare driver connection, with a fresh id each run (see `replay_action`)."""
     counter = iter(range(1 << 62))
     stem = f"{uuid.uuid4().hex[:8]}-"
-    connection = connect_raw(job.backend, job.url, job.synchronous)
+    connection = connect_raw(backend, url, synchronous)
     cursor = connection.cursor()
     try:
-        # A fresh 36-character proposal id per action, like a UUID, without the cost of making one.
+        # A fresh 36-character id per run, like a UUID, without the cost of making one.
         yield lambda: replay_action(cursor, connection.commit, steps, f"{stem}{next(counter):027d}")
     finally:
         # Finish the statement and the transaction explicitly: a sqlite3 connection closed with a live
@@ -117,19 +142,19 @@ class WorkerPool:
         ctx = mp.get_context("spawn")
         self._results: Queue[tuple[str, int, Any]] = ctx.Queue()
         self._go: Event = ctx.Event()
-        self._tasks: list[Queue[Job | None]] = [ctx.Queue() for _ in range(size)]
+        self._tasks: list[Queue[tuple[int, WorkerJob] | None]] = [ctx.Queue() for _ in range(size)]
         self._processes: list[SpawnProcess] = [
             ctx.Process(target=_worker_main, args=(q, self._results, self._go), daemon=True) for q in self._tasks
         ]
         for process in self._processes:
             process.start()
 
-    def run(self, jobs: Sequence[Job], timeout: float) -> list[WorkerResult]:
+    def run(self, jobs: Sequence[WorkerJob], timeout: float) -> list[WorkerResult]:
         """Run `jobs` (one per worker) together; each worker's result, in the order of `jobs`."""
         if len(jobs) > len(self._tasks):
             raise BenchError(f"{len(jobs)} workers asked for, the pool has {len(self._tasks)}")
         for index, job in enumerate(jobs):
-            self._tasks[index].put(replace(job, worker=index))
+            self._tasks[index].put((index, job))
         try:
             for _ in jobs:
                 self._receive("ready", timeout)
