@@ -28,7 +28,7 @@ PROPOSE = [
     "UPDATE sessions",
 ]
 SETTLE = [
-    "UPDATE proposals RETURNING session_id, cost, actual_cost, agent_id, action",
+    "UPDATE proposals RETURNING session_id, cost, actual_cost, agent_id, action, model_id, estimated_tokens",
     "UPDATE sessions RETURNING last_seq, last_hash",
     "INSERT events",
     "UPDATE sessions",

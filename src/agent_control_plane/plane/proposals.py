@@ -445,7 +445,10 @@ def settle(
         "result": result,
     }
     eventlog.append(conn, t, closed["session_id"], head, [(EventKind.PROPOSAL_SETTLED, canonical_json(payload), at)])
-    record = _settle_tokens(conn, ctx, proposal_id, closed["session_id"], token_usage)
+    model_call = closed["model_id"] is not None or closed["estimated_tokens"] is not None
+    record = None
+    if model_call or token_usage is not None:  # other proposals hold no token reservation: no lookup for them
+        record = _settle_tokens(conn, ctx, proposal_id, closed["session_id"], token_usage)
     return Settlement(proposal_id, closed["session_id"], outcome, reserved, actual_cost, record)
 
 

@@ -105,7 +105,9 @@ class Statements:
                 result=bindparam("p_result"),
                 settled_at=bindparam("p_at"),
             )
-            .returning(p.c.session_id, p.c.cost, p.c.actual_cost, p.c.agent_id, p.c.action)
+            .returning(
+                p.c.session_id, p.c.cost, p.c.actual_cost, p.c.agent_id, p.c.action, p.c.model_id, p.c.estimated_tokens
+            )
         )
 
         # Taken before looking up an idempotency key, so that the lookup and the insert of a new key happen under
