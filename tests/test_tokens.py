@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from agent_control_plane import (
     BudgetPeriod,
+    ControlPlaneError,
     ControlPlaneFacade,
     ControlPlaneSetup,
     IdentityContext,
@@ -235,7 +236,7 @@ def test_an_unknown_session_records_nothing(backend: Backend, table_prefix: str,
 
 def test_the_tracker_refuses_use_outside_its_block(cp: ControlPlaneFacade) -> None:
     tracker = cp.token_budget_tracker()
-    with pytest.raises(Exception, match="inside `with cp.token_budget_tracker"):
+    with pytest.raises(ControlPlaneError, match="inside `with cp.token_budget_tracker"):
         tracker.get_budget_states(ACME)
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
-from agent_control_plane.errors import ControlPlaneError, TokenBudgetExhaustedError
+from agent_control_plane.errors import ControlPlaneError, InvalidInputError, TokenBudgetExhaustedError
 from agent_control_plane.plane.core import ControlPlaneCore
 from agent_control_plane.plane.operation import Operation
 from agent_control_plane.store.dialect import begin, join, translate
@@ -64,7 +64,7 @@ class SyncTokenBudgetTracker:
         plane's database); its writes commit or roll back with the caller's, and it never commits itself."""
         conn = session.connection() if isinstance(session, Session) else session
         if not isinstance(conn, Connection):
-            raise ControlPlaneError(f"from_session needs a Connection or Session, got {type(session).__name__}")
+            raise InvalidInputError(f"from_session needs a Connection or Session, got {type(session).__name__}")
         join(conn)
         return cls(plane._core, conn=conn)
 

@@ -26,10 +26,9 @@ from agent_control_plane.plane.events import PendingEvent, append_to_stream
 from agent_control_plane.store import approvals as rows
 from agent_control_plane.store import kills, sessions
 from agent_control_plane.store.notify import notify
-from agent_control_plane.store.types import tidy
 from agent_control_plane.types.events import EventKind
 from agent_control_plane.types.tickets import GrantScope, Ticket, TicketStatus
-from agent_control_plane.types.values import canonical_json
+from agent_control_plane.types.values import canonical_json, tidy
 
 if TYPE_CHECKING:
     from agent_control_plane.plane.proposals import ProposalRequest

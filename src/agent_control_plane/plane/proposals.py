@@ -28,13 +28,12 @@ from agent_control_plane.policy.evaluators import Verdict
 from agent_control_plane.store import eventlog, kills, proposals, sessions
 from agent_control_plane.store.dialect import RetryTransaction
 from agent_control_plane.store.eventlog import Head
-from agent_control_plane.store.types import tidy
 from agent_control_plane.types.decisions import ActionTier, Decision, DecisionCode
 from agent_control_plane.types.events import EventKind
 from agent_control_plane.types.identity import ANYONE, IdentityContext, identity_of
 from agent_control_plane.types.sessions import SessionStatus
 from agent_control_plane.types.tokens import TokenUsage, UsageRecord
-from agent_control_plane.types.values import canonical_json
+from agent_control_plane.types.values import canonical_json, tidy
 
 
 class Outcome(StrEnum):

@@ -25,7 +25,6 @@ from agent_control_plane.store.eventlog import Head
 from agent_control_plane.store.statements import CONTROL_KIND
 from agent_control_plane.store.tables import CONTROL_STREAM_ID
 from agent_control_plane.store.tokens import Delta, Totals, WindowKey
-from agent_control_plane.store.types import tidy
 from agent_control_plane.types.events import EventKind
 from agent_control_plane.types.identity import IdentityContext, ModelId, identity_of
 from agent_control_plane.types.tokens import (
@@ -39,7 +38,7 @@ from agent_control_plane.types.tokens import (
     UsageRecord,
     UsageSummary,
 )
-from agent_control_plane.types.values import canonical_json
+from agent_control_plane.types.values import canonical_json, tidy
 
 _ZERO = Totals(0, Decimal(0), 0, Decimal(0))
 
@@ -108,7 +107,7 @@ def shortfall(budget: Covering, totals: Totals, tokens: int, cost: Decimal) -> s
         if held_cost + cost > c.max_cost or held_cost >= c.max_cost:
             left_cost = tidy(max(c.max_cost - held_cost, Decimal(0)))
             return (
-                f"token budget exceeded: {c.describe()}: ${tidy(cost)} requested, ${left_cost} of ${c.max_cost} "
+                f"token budget exceeded: {c.describe()}: ${tidy(cost)} requested, ${left_cost} of ${tidy(c.max_cost)} "
                 f"left (${tidy(totals.cost_used)} used, ${tidy(totals.cost_reserved)} reserved; {resets})"
             )
     return None

@@ -9,14 +9,7 @@ from sqlalchemy import BigInteger, Numeric
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from agent_control_plane.types.values import MONEY_SCALE
-
-
-def tidy(amount: Decimal) -> Decimal:
-    """Drop trailing zeros without switching to exponent notation: 50.000000000 → 50, 0.250000000 → 0.25."""
-    if amount == amount.to_integral_value():
-        return amount.quantize(Decimal(1))
-    return amount.normalize()
+from agent_control_plane.types.values import MONEY_SCALE, tidy
 
 
 class Money(TypeDecorator[Decimal]):

@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from agent_control_plane.errors import InvalidInputError
 from agent_control_plane.types.identity import IdentityContext, ModelId, to_identity
-from agent_control_plane.types.values import to_money, to_name
+from agent_control_plane.types.values import tidy, to_money, to_name
 
 MAX_TOKENS = 10**15
 """The largest token count the ledger accepts in one number (far above any real bill, far below BIGINT)."""
@@ -48,12 +48,6 @@ def to_timezone(value: object) -> str:
             f"unknown time zone {value!r} (expected an IANA name such as 'Europe/Berlin')"
         ) from None
     return value
-
-
-def _plain(amount: Decimal) -> str:
-    """5.00 → 5, 0.250 → 0.25 (an amount as people write it)."""
-    text = format(amount, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 class BudgetPeriod(StrEnum):
@@ -178,7 +172,7 @@ class TokenBudgetConfig:
     def describe(self) -> str:
         limits = [
             f"{self.max_tokens} tokens" if self.max_tokens is not None else None,
-            f"${_plain(self.max_cost)}" if self.max_cost is not None else None,
+            f"${tidy(self.max_cost)}" if self.max_cost is not None else None,
         ]
         capped = " and ".join(limit for limit in limits if limit) or "no cap"
         return f"{self.budget_period.value} budget of {self.identity.describe()} ({capped})"
@@ -228,7 +222,7 @@ class ModelAccessResult:
 class BudgetCheckResult:
     """The answer of `check_budget`: whether the estimated call fits every budget that covers the identity.
 
-    `states` holds each covering budget with its remaining room (before any reservation this check made);
+    `states` holds each covering budget with its remaining room after this check (its reservation included);
     `reservation_id` is set when the check reserved the estimate (pass it to `record_usage` or release it).
     """
 

@@ -57,6 +57,13 @@ def to_money(value: object, what: str, *, allow_none: bool = False) -> Decimal |
     return amount
 
 
+def tidy(amount: Decimal) -> Decimal:
+    """Drop trailing zeros without switching to exponent notation: 50.000000000 → 50, 0.250000000 → 0.25."""
+    if amount == amount.to_integral_value():
+        return amount.quantize(Decimal(1))
+    return amount.normalize()
+
+
 def to_count(value: object, what: str) -> int | None:
     """A non-negative whole number, or None for "no limit"."""
     if value is None:
