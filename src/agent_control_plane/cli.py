@@ -43,6 +43,7 @@ from agent_control_plane._cli_base import (
 from agent_control_plane.cli_budgets import budgets_app, usage
 from agent_control_plane.cli_policy import policy_app
 from agent_control_plane.cli_tickets import tickets_app
+from agent_control_plane.integrations._mcp_command import mcp_proxy
 
 SUMMARY_WIDTH = 80
 
@@ -108,6 +109,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(tickets_app, name="tickets")
 app.add_typer(budgets_app, name="budgets")
 app.command("usage")(usage)
+app.command("mcp-proxy")(mcp_proxy)
 
 
 SessionArgument = Annotated[str, typer.Argument(metavar="SESSION", help="The session id.")]
