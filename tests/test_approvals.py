@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import time
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,13 +17,24 @@ from agent_control_plane import (
     ControlPlaneFacade,
     DecisionCode,
     GrantScope,
+    IdentityContext,
     InvalidInputError,
     ManualClock,
+    OrgId,
     SessionStateError,
     TicketNotFoundError,
     TicketStatus,
+    UserId,
 )
+from agent_control_plane.clock import to_micros
+from agent_control_plane.store import eventlog, migrate
+from agent_control_plane.store import sessions as session_rows
+from agent_control_plane.store.migrate import head_revision
+from agent_control_plane.types.values import canonical_json
 from conftest import POLICY, Backend
+
+ACME = IdentityContext(org_id=OrgId("acme"))
+GLOBEX = IdentityContext(org_id=OrgId("globex"))
 
 ESCALATING = {
     **POLICY,
@@ -85,6 +98,58 @@ def test_re_proposing_the_exact_approved_call_runs_it_and_one_byte_of_difference
     assert cp.propose(sid, action="launch", args={"target": "mars"}).code is DecisionCode.APPROVAL_REQUIRED
 
 
+def test_approving_a_dry_run_does_not_authorize_the_same_call_live(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("rehearsal", agent_id="bot")
+    asked = cp.propose(sid, action="launch", args={"target": "mars"}, dry_run=True)
+    assert asked.ticket_id is not None
+    cp.approve(asked.ticket_id, approver="alice")
+    live = cp.propose(sid, action="launch", args={"target": "mars"})
+    assert not live.allowed and live.code is DecisionCode.APPROVAL_REQUIRED and live.ticket_id != asked.ticket_id
+    rehearsal = cp.propose(sid, action="launch", args={"target": "mars"}, dry_run=True)
+    assert rehearsal.allowed and rehearsal.ticket_id == asked.ticket_id
+
+
+def test_an_approval_for_one_org_does_not_authorize_the_same_call_for_another(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("tenants", agent_id="bot")
+    asked = cp.propose(sid, action="launch", args={"n": 1}, identity=ACME)
+    assert asked.ticket_id is not None
+    cp.approve(asked.ticket_id, approver="alice")
+    for other in (GLOBEX, None):
+        d = cp.propose(sid, action="launch", args={"n": 1}, identity=other)
+        assert d.code is DecisionCode.APPROVAL_REQUIRED and d.ticket_id != asked.ticket_id
+    d = cp.propose(sid, action="launch", args={"n": 1}, identity=ACME)
+    assert d.allowed and d.ticket_id == asked.ticket_id
+
+
+def test_an_approval_is_bound_to_the_token_estimate_it_was_given_for(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("estimates", agent_id="bot")
+    asked = cp.propose(sid, action="summarize", estimated_tokens=100)
+    assert asked.ticket_id is not None
+    cp.approve(asked.ticket_id, approver="alice")
+    assert cp.propose(sid, action="summarize", estimated_tokens=100_000).code is DecisionCode.APPROVAL_REQUIRED
+    assert cp.propose(sid, action="summarize", estimated_tokens=100).allowed
+
+
+def test_a_plain_live_calls_ticket_keeps_the_digest_it_always_had(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("digests", agent_id="bot")
+    asked = cp.propose(sid, action="launch", args={"n": 1}, resource="repo/app", cost=Decimal("0.50"))
+    assert asked.ticket_id is not None
+    head = f'["{sid}","bot","launch","repo/app","0.5"]'
+    assert cp.get_ticket(asked.ticket_id).digest == hashlib.sha256(f'{head}\n{{"n":1}}'.encode()).hexdigest()
+
+
+def test_a_resumed_dry_run_is_executed_and_recorded_as_a_dry_run(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("resumed rehearsal", agent_id="bot")
+    asked = cp.propose(sid, action="launch", dry_run=True, identity=ACME)
+    assert asked.ticket_id is not None
+    cp.approve(asked.ticket_id, approver="alice")
+    d = cp.resume(asked.ticket_id)
+    assert d.allowed
+    decided = [e.payload for e in cp.replay(sid) if e.kind == "proposal.decided"]
+    assert decided[-1]["proposal_id"] == d.proposal_id
+    assert decided[-1]["mode"] == "dry_run" and decided[-1]["identity"]["org_id"] == "acme"
+
+
 def test_denial_reaches_the_agent_and_tickets_are_decided_once(cp: ControlPlaneFacade) -> None:
     sid = cp.open_session("deny", agent_id="bot")
     asked = cp.propose(sid, action="launch")
@@ -111,6 +176,38 @@ def test_approve_for_session_grants_the_action_within_its_scope(cp: ControlPlane
     assert uses[0].reason.startswith("approved for this session by alice (grant ")
     assert cp.propose(sid, action="launch", resource="prod/web").code is DecisionCode.APPROVAL_REQUIRED
     assert cp.propose(sid, action="other_thing", resource="staging/x").code is DecisionCode.APPROVAL_REQUIRED
+
+
+def test_a_session_grant_given_on_a_dry_run_covers_dry_runs_only(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("rehearsal grants", agent_id="bot")
+    asked = cp.propose(sid, action="launch", resource="staging/web", dry_run=True)
+    assert asked.ticket_id is not None
+    cp.approve_for_session(asked.ticket_id, approver="alice", scope=GrantScope(resource="staging/*"))
+    assert cp.propose(sid, action="launch", resource="staging/db", dry_run=True).allowed
+    live = cp.propose(sid, action="launch", resource="staging/db")
+    assert not live.allowed and live.code is DecisionCode.APPROVAL_REQUIRED
+    granted = [e.payload["grant"] for e in cp.replay(sid) if e.kind == "approval.granted"]
+    assert granted[-1]["mode"] == "dry_run"
+
+
+def test_a_session_grant_given_on_a_live_call_also_covers_its_dry_runs(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("live grants", agent_id="bot")
+    asked = cp.propose(sid, action="launch", resource="staging/web")
+    assert asked.ticket_id is not None
+    cp.approve_for_session(asked.ticket_id, approver="alice", scope=GrantScope(resource="staging/*"))
+    assert cp.propose(sid, action="launch", resource="staging/db", dry_run=True).allowed
+    assert cp.propose(sid, action="launch", resource="staging/db").allowed
+
+
+def test_a_session_grant_covers_only_the_identity_of_the_call_it_was_given_on(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("tenant grants", agent_id="bot")
+    asked = cp.propose(sid, action="launch", identity=ACME)
+    assert asked.ticket_id is not None
+    cp.approve_for_session(asked.ticket_id, approver="alice")
+    assert cp.propose(sid, action="launch", args={"n": 2}, identity=ACME).allowed
+    a_user_of_acme = IdentityContext(org_id=OrgId("acme"), user_id=UserId("mallory"))
+    for other in (GLOBEX, a_user_of_acme, None):
+        assert cp.propose(sid, action="launch", args={"n": 2}, identity=other).code is DecisionCode.APPROVAL_REQUIRED
 
 
 def test_budget_and_kill_switches_still_apply_to_an_approved_call(cp: ControlPlaneFacade) -> None:
@@ -288,3 +385,56 @@ def test_a_retried_proposal_with_its_idempotency_key_gets_its_ticket_back(cp: Co
     first = cp.propose(sid, action="launch", args={"n": 1}, idempotency_key="job-1")
     again = cp.propose(sid, action="launch", args={"n": 1}, idempotency_key="job-1")
     assert again.replayed and again.ticket_id == first.ticket_id is not None
+
+
+def test_upgrading_keeps_an_earlier_dry_run_approval_and_its_grant_bound_to_that_call(
+    backend: Backend, table_prefix: str, clock: ManualClock
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cp = ControlPlaneFacade.from_database_url(backend.url, policy=POLICY, clock=clock, table_prefix=table_prefix)
+    t = cp.registry
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrate.__file__).with_name("migrations")))
+    config.attributes["registry"] = t
+    with cp.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0004")
+    sid = cp.open_session("before 0005", agent_id="bot")  # sessions and events have not changed since 0004
+    at = to_micros(clock.now())
+    call = {"session_id": sid, "agent_id": "bot", "action": "launch", "resource": "staging/web", "args": "{}"}
+    with cp.engine.begin() as conn:  # what 0004 stored for a dry run that asked for approval, approved for session
+        state = session_rows.claim(conn, t, sid, 1, at)
+        assert state is not None
+        decided = {"proposal_id": "p-1", "action": "launch", "mode": "dry_run", "allowed": False, "ticket_id": "k-1"}
+        head = eventlog.Head(state["last_seq"], state["last_hash"])
+        eventlog.append(conn, t, sid, head, [("proposal.decided", canonical_json(decided), at)])
+        conn.execute(
+            t.proposals.insert().values(
+                id="p-1", **call, cost=Decimal(0), tier="always_approve", allowed=False, code="approval_required",
+                reason="needs approval", status="denied", created_at=at, org_id="acme",
+            )
+        )  # fmt: skip
+        conn.execute(
+            t.tickets.insert().values(
+                id="k-1", **call, proposal_id="p-1", digest="0" * 64, cost=Decimal(0), reason="needs approval",
+                status="approved", decided_by="alice", decided_at=at, created_at=at,
+            )
+        )  # fmt: skip
+        conn.execute(
+            t.grants.insert().values(
+                id="g-1", session_id=sid, ticket_id="k-1", action="launch", resource="staging/*", uses=0,
+                granted_by="alice", created_at=at,
+            )
+        )  # fmt: skip
+    assert cp.setup() == head_revision()
+    assert cp.propose(sid, action="launch", resource="staging/db", dry_run=True, identity=ACME).allowed
+    live = cp.propose(sid, action="launch", resource="staging/db", identity=ACME)
+    other = cp.propose(sid, action="launch", resource="staging/db", dry_run=True)
+    assert live.code is DecisionCode.APPROVAL_REQUIRED and other.code is DecisionCode.APPROVAL_REQUIRED
+    resumed = cp.resume("k-1")
+    assert resumed.allowed and cp.replay(sid)[-1].payload["mode"] == "dry_run"
+    assert cp.replay(sid)[-1].payload["identity"]["org_id"] == "acme"
+    assert cp.verify(sid).ok
+    cp.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
 from agent_control_plane import ControlPlaneFacade, DecisionCode
@@ -264,6 +265,40 @@ def test_a_database_without_the_schema_says_to_run_db_upgrade(backend: Backend, 
     assert result.exit_code == 2
     assert "acp db upgrade" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_wrong_table_prefix_names_the_database_and_prefix_to_check(cp: ControlPlaneFacade, backend: Backend) -> None:
+    result = acp(backend, "wrong_", "sessions", "list")
+    assert result.exit_code == 2
+    database = make_url(backend.url).render_as_string(hide_password=True)
+    assert f"database {database}; table prefix 'wrong_'" in result.stderr
+    assert "If this is the right database and table prefix, run cp.setup() or `acp db upgrade`" in result.stderr
+    assert "otherwise check the database URL, table prefix and schema (--database-url, --table-prefix" in result.stderr
+
+
+def test_db_upgrade_of_a_schema_newer_than_the_package_is_an_error_not_a_traceback(
+    cp: ControlPlaneFacade, backend: Backend, table_prefix: str
+) -> None:
+    with cp.engine.begin() as conn:
+        conn.execute(text(f"UPDATE {cp.registry.version_table} SET version_num = 'ffffffffffff'"))
+    result = acp(backend, table_prefix, "db", "upgrade")
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith("error: cannot upgrade the schema: the database is at revision 'ffffffffffff'")
+    assert "which this version of agent-control-plane does not know" in result.stderr
+    assert f"table prefix {table_prefix!r}" in result.stderr and "Upgrade the package" in result.stderr
+    assert acp(backend, table_prefix, "db", "current").stdout.strip() == "ffffffffffff"
+
+
+def test_acp_takes_an_asyncio_driver_url(backend: Backend, table_prefix: str) -> None:
+    upgraded = acp(Backend(backend.name, backend.async_url), table_prefix, "db", "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "schema is at revision" in upgraded.stdout
+    with ControlPlaneFacade.from_database_url(backend.url, table_prefix=table_prefix) as plane:
+        sid = plane.open_session("seen through asyncpg / aiosqlite URLs")
+    listed = acp(Backend(backend.name, backend.async_url), table_prefix, "sessions", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [s["session_id"] for s in json.loads(listed.stdout)] == [sid]
 
 
 def test_an_invalid_table_prefix_is_refused_before_connecting(tmp_path: Path) -> None:

@@ -23,10 +23,13 @@ def _worker(url: str, prefix: str, session_id: str, barrier: Any, results: Any, 
             number += 1
             key = None if key_prefix is None else f"{key_prefix}-{number % 40}"
             d = cp.propose(session_id, action="read_x", cost=PRICE, idempotency_key=key)
-            if d.allowed and not d.replayed:
+            if d.replayed:
+                # An earlier proposal under this key (any worker's): not settled yet, or settled and refused.
+                assert d.allowed or d.code is DecisionCode.ALREADY_SETTLED, d.reason
+            elif d.allowed:
                 allowed += 1
                 cp.settle(d.proposal_id, actual_cost=PRICE)
-            elif not d.allowed:
+            else:
                 assert d.code in (DecisionCode.COST_BUDGET_EXCEEDED, DecisionCode.ACTION_COUNT_EXCEEDED), d.reason
                 denied += 1
                 if denied >= 3:

@@ -278,6 +278,55 @@ def test_parallel_evaluator_treats_errors_and_timeouts_as_deny() -> None:
     assert sleepy[0].tier is ActionTier.BLOCKED and "timed out after 0.05s" in (sleepy[0].reason or "")
 
 
+class _Broken:
+    """A synchronous evaluator whose check crashes (or, with `answer`, returns something that is not a Verdict)."""
+
+    def __init__(self, spec: EvaluatorSpec) -> None:
+        self.name = spec.name
+        self.answer = spec.config.get("answer")
+
+    def evaluate(self, facts: Facts) -> Verdict:
+        if self.answer is not None:
+            return self.answer  # type: ignore[no-any-return]
+        raise RuntimeError("scanner model not loaded")
+
+
+BROKEN = {
+    "actions": {"post": "unrestricted"},
+    "evaluators": [{"name": "tone", "type": "shouting"}, {"name": "pii", "type": "broken"}],
+}
+
+
+def _broken_registry() -> EvaluatorRegistry:
+    registry = EvaluatorRegistry(discover=False)
+    registry.register("shouting", _Shouting)
+    registry.register("broken", _Broken)
+    return registry
+
+
+def test_a_synchronous_evaluator_that_raises_blocks_the_proposal(backend: Backend, table_prefix: str) -> None:
+    reason = "evaluator 'pii' failed: RuntimeError: scanner model not loaded (fail closed)"
+    choice = PolicyEngine(BROKEN, registry=_broken_registry()).decide(Facts("post", {"text": "hi"}))
+    assert (choice.tier, choice.rule, choice.step, choice.reason) == (ActionTier.BLOCKED, "pii", "evaluator", reason)
+    with ControlPlaneFacade.from_database_url(
+        backend.url, policy=BROKEN, table_prefix=table_prefix, evaluators=_broken_registry()
+    ) as cp:
+        cp.setup()
+        sid = cp.open_session("posts")
+        d = cp.propose(sid, action="post", args={"text": "hi"})
+        assert not d.allowed and d.code is DecisionCode.POLICY_BLOCKED and d.rule == "pii"
+        assert reason in d.reason
+        assert [(s.name, s.matched) for s in d.trace if s.step == "evaluator"] == [("tone", False), ("pii", True)]
+        assert cp.get_remaining_budget(sid)["action_count"] == 0  # nothing was reserved for it
+
+
+def test_a_synchronous_evaluator_that_answers_no_verdict_blocks_the_proposal() -> None:
+    policy = {**BROKEN, "evaluators": [{"name": "pii", "type": "broken", "config": {"answer": "looks fine"}}]}
+    choice = PolicyEngine(policy, registry=_broken_registry()).decide(Facts("post", {"text": "hi"}))
+    assert choice.tier is ActionTier.BLOCKED
+    assert choice.reason == "evaluator 'pii' returned str, not a Verdict (fail closed)"
+
+
 def test_bad_evaluator_specs_are_refused_with_reasons() -> None:
     for spec, message in [
         ({"name": "r", "type": "regex", "field": "args.q"}, "needs a pattern"),

@@ -12,7 +12,9 @@ from agent_control_plane import (
     AlreadySettledError,
     ControlPlaneFacade,
     DecisionCode,
+    IdentityContext,
     InvalidInputError,
+    OrgId,
     ProposalNotFoundError,
     SessionNotFoundError,
 )
@@ -142,6 +144,52 @@ def test_idempotency_key_returns_the_original_decision_without_reserving_twice(
     other = cp.propose(sid, action="read_x", cost=Decimal("0.4"), idempotency_key="job-8")
     assert other.proposal_id != first.proposal_id
     assert len([e for e in cp.replay(sid) if e.kind == "proposal.decided"]) == 2
+
+
+@pytest.mark.parametrize("outcome", ["succeeded", "failed"])
+def test_a_retry_of_a_settled_proposal_is_refused_as_already_settled(cp: ControlPlaneFacade, outcome: str) -> None:
+    sid = cp.open_session("retry after settle", max_cost=Decimal("1"))
+    first = cp.propose(sid, action="read_x", cost=Decimal("0.4"), idempotency_key="job-7")
+    cp.settle(first.proposal_id, outcome=outcome)
+    again = cp.propose(sid, action="read_x", cost=Decimal("0.4"), idempotency_key="job-7")
+    assert not again.allowed and again.replayed and again.code is DecisionCode.ALREADY_SETTLED
+    assert again.proposal_id == first.proposal_id and again.tier is ActionTier.UNRESTRICTED
+    assert f"settled as {outcome}" in again.reason and "does not run again" in again.reason
+    assert again.trace == first.trace
+    budget = cp.get_remaining_budget(sid)
+    assert budget["action_count"] == 1 and budget["reserved_cost"] == 0
+    with pytest.raises(AlreadySettledError):
+        cp.settle(again.proposal_id)
+
+
+def test_a_retry_before_settling_is_still_allowed_with_its_trace(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("lost response")
+    first = cp.propose(sid, action="read_x", idempotency_key="job-1")
+    again = cp.propose(sid, action="read_x", idempotency_key="job-1")
+    assert again.allowed and again.replayed and again.code is DecisionCode.ALLOWED
+    assert again.trace == first.trace and again.trace[-1].name == "read_*"
+    assert (again.reason, again.rule, again.risk) == (first.reason, first.rule, first.risk)
+
+
+def test_a_replayed_steered_decision_keeps_its_guidance(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("steered retry")
+    first = cp.propose(sid, action="rewrite_history", idempotency_key="job-1")
+    again = cp.propose(sid, action="rewrite_history", idempotency_key="job-1")
+    assert first.steering is not None and again.code is DecisionCode.STEERED and again.replayed
+    assert again.steering == first.steering and again.trace == first.trace
+
+
+def test_reusing_an_idempotency_key_in_another_mode_or_for_another_identity_is_refused(
+    cp: ControlPlaneFacade,
+) -> None:
+    sid = cp.open_session("keys and modes")
+    cp.propose(sid, action="read_x", dry_run=True, idempotency_key="k")
+    with pytest.raises(InvalidInputError, match=r"\(its mode differ\)"):
+        cp.propose(sid, action="read_x", idempotency_key="k")
+    cp.propose(sid, action="read_x", identity=IdentityContext(org_id=OrgId("acme")), idempotency_key="k2")
+    with pytest.raises(InvalidInputError, match=r"\(its identity differ\)"):
+        cp.propose(sid, action="read_x", identity=IdentityContext(org_id=OrgId("globex")), idempotency_key="k2")
+    assert cp.get_remaining_budget(sid)["action_count"] == 2
 
 
 def test_reusing_an_idempotency_key_for_another_call_is_refused(cp: ControlPlaneFacade) -> None:

@@ -88,6 +88,21 @@ def test_an_invalid_model_policy_is_refused_with_every_problem(tmp_path: Path) -
     assert ModelGovernor(path).tier_of("claude-haiku-4-5") is ModelTier.STANDARD
 
 
+def test_a_grant_with_an_invalid_id_is_a_policy_error_naming_the_grant(tmp_path: Path) -> None:
+    grants = [{"org": "tenant-acme", "tiers": ["premium"]}, {"org": "", "tiers": ["premium"]}, {"user": " bob"}]
+    with pytest.raises(PolicyError, match="invalid model policy") as raised:
+        ModelGovernor({**MODEL_POLICY, "grants": grants})
+    assert raised.value.errors == [
+        "grants.1.org: Value error, org must be non-empty without leading or trailing spaces, got ''",
+        "grants.2.user: Value error, user must be non-empty without leading or trailing spaces, got ' bob'",
+        "grants.2.tiers: Field required",
+    ]
+    path = tmp_path / "models.yaml"
+    path.write_text("models: {claude-haiku-*: standard}\ngrants:\n  - {org: acme, team: '', tiers: [premium]}\n")
+    with pytest.raises(PolicyError, match="grants.0.team: Value error, team must be non-empty"):
+        ControlPlaneSetup(f"sqlite:///{tmp_path / 'acp.db'}", model_policy=path).build()
+
+
 def test_a_denied_model_is_logged_in_the_session_or_on_the_control_stream(backend: Backend, table_prefix: str) -> None:
     cp = ControlPlaneSetup(backend.url, model_policy=MODEL_POLICY, table_prefix=table_prefix).build()
     sid = cp.open_session("chat")

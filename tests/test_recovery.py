@@ -56,6 +56,23 @@ def test_stale_unsettled_actions_are_settled_as_interrupted_once(
         assert cp.verify(sid).ok
 
 
+def test_a_retry_of_an_interrupted_proposal_is_refused_not_run_again(
+    backend: Backend, table_prefix: str, clock: ManualClock
+) -> None:
+    with _plane(backend, table_prefix, RECOVERING, clock) as cp:
+        sid = cp.open_session("retried after a crash", max_cost=Decimal("10"))
+        first = cp.propose(sid, action="run_job", resource="db/main", cost=Decimal("2"), idempotency_key="job-1")
+        assert first.allowed
+        clock.advance(timedelta(seconds=601))
+        assert [s.proposal_id for s in cp.recover().interrupted] == [first.proposal_id]
+        again = cp.propose(sid, action="run_job", resource="db/main", cost=Decimal("2"), idempotency_key="job-1")
+        assert not again.allowed and again.replayed and again.code is DecisionCode.ALREADY_SETTLED
+        assert again.proposal_id == first.proposal_id and "settled as interrupted" in again.reason
+        assert cp.get_remaining_budget(sid)["reserved_cost"] == 0  # nothing reserved for the retry
+        fresh = cp.propose(sid, action="run_job", resource="db/main", cost=Decimal("2"), idempotency_key="job-2")
+        assert fresh.allowed and not fresh.replayed  # running it again is a new, explicit proposal
+
+
 def test_policy_may_charge_interrupted_actions(backend: Backend, table_prefix: str, clock: ManualClock) -> None:
     policy = {**RECOVERING, "recovery": {"interrupted_after_seconds": 1, "charge_interrupted": True}}
     with _plane(backend, table_prefix, policy, clock) as cp:
@@ -130,12 +147,15 @@ def test_acp_recover_reports_what_it_did(backend: Backend, table_prefix: str) ->
     assert bad.exit_code == 2 and "expected a duration" in bad.output
 
 
-def test_crash_recovery_and_timeout_escalation_run_with_either_facade(
+def test_crash_recovery_and_timeout_escalation_return_the_result_or_an_awaitable_by_facade(
     backend: Backend, table_prefix: str, clock: ManualClock
 ) -> None:
+    # Their types follow the facade too (`CrashRecovery(cp).run()` is a RecoveryReport for mypy, and awaiting
+    # `CrashRecovery(acp).run()` gives one), so callers need no cast.
     import asyncio
+    import inspect
 
-    from agent_control_plane import AsyncControlPlaneFacade, CrashRecovery, TimeoutEscalation
+    from agent_control_plane import AsyncControlPlaneFacade, CrashRecovery, RecoveryReport, TimeoutEscalation
 
     with _plane(backend, table_prefix, RECOVERING, clock) as cp:
         sid = cp.open_session("jobs")
@@ -145,16 +165,23 @@ def test_crash_recovery_and_timeout_escalation_run_with_either_facade(
         assert asked.ticket_id is not None
         assert TimeoutEscalation(cp).run() == {asked.ticket_id: "expired"}
         report = CrashRecovery(cp).run()
-        assert isinstance(report, type(cp.recover())) and len(report.interrupted) == 1  # type: ignore[arg-type]
+        assert isinstance(report, RecoveryReport) and len(report.interrupted) == 1
+        assert CrashRecovery(cp, older_than=timedelta(0)).run().interrupted == []  # nothing is left open
 
-    async def from_async() -> int:
+    async def from_async() -> tuple[RecoveryReport, dict[str, str]]:
         async with AsyncControlPlaneFacade.from_database_url(
             backend.async_url, policy=RECOVERING, table_prefix=table_prefix, clock=clock
         ) as acp:
-            await acp.propose(await acp.open_session("async jobs"), action="run_job")
-            clock.advance(timedelta(hours=1))
-            outcome = CrashRecovery(acp).run()
-            assert not isinstance(outcome, type(None))
-            return len((await outcome).interrupted)  # type: ignore[misc]
+            async_sid = await acp.open_session("async jobs")
+            await acp.propose(async_sid, action="run_job")
+            waiting = await acp.propose(async_sid, action="deploy")
+            clock.advance(timedelta(hours=2))
+            expiring = TimeoutEscalation(acp).run()
+            recovering = CrashRecovery(acp).run()
+            assert inspect.isawaitable(expiring) and inspect.isawaitable(recovering)
+            outcomes = await expiring
+            assert outcomes == {waiting.ticket_id: "expired"}
+            return await recovering, outcomes
 
-    assert asyncio.run(from_async()) == 1
+    report, outcomes = asyncio.run(from_async())
+    assert isinstance(report, RecoveryReport) and len(report.interrupted) == 1 and len(outcomes) == 1

@@ -248,7 +248,8 @@ def tickets_expire(
 ) -> None:
     """Apply the policy's approval time-out now: escalate or expire every overdue pending ticket.
 
-    Time-outs are also applied whenever a ticket is read; this applies them to all tickets at once (e.g. from cron).
+    Listing or showing tickets does not apply time-outs (an overdue ticket shows as pending); approving, denying,
+    resuming or waiting on one applies its own, and `acp recover` applies them all too. Run this from cron.
     """
     plane = get_plane(ctx)
     outcomes = plane.expire_tickets()

@@ -50,7 +50,12 @@ class StorageError(ControlPlaneError):
 
 
 class SchemaNotReadyError(StorageError):
-    """The control plane's tables are missing or older than this version: run `cp.setup()` or `acp db upgrade`."""
+    """The control plane's tables are not in the database it was pointed at.
+
+    Either the schema was never set up there (run `cp.setup()` or `acp db upgrade`), or the database URL, table
+    prefix or schema points somewhere else: setting up there would create a second, empty control plane, so the
+    message names the database and prefix to check first.
+    """
 
 
 class EventLogError(ControlPlaneError):

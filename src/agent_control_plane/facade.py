@@ -219,7 +219,8 @@ class ControlPlaneFacade:
 
         One transaction checks kill switches, the session's status, its policy tier and its budget, reserves
         `cost` and one action when allowed, and records the decision in the session's log. With an
-        `idempotency_key`, a retry returns the first decision instead of reserving again. `dry_run=True`
+        `idempotency_key`, a retry returns the first decision instead of reserving again (not allowed, code
+        `already_settled`, once that proposal has been settled). `dry_run=True`
         marks a rehearsal (conditions see `mode: dry_run`; auto_approve may be limited to dry runs).
 
         `identity` (org, team, user) is what conditions on `org` / `team` / `user` see. A model call also names

@@ -1,9 +1,11 @@
 """`ApprovalGate`'s operations: tickets for calls that need a human, their decisions, grants, and time-outs.
 
-A ticket is bound to the digest of the exact call (session, agent, action, canonical args, resource, cost), so
-approving it authorizes that call and no other. An approved ticket, or a session grant from
-`approve_for_session`, is consumed inside the transaction that reserves the budget for the execution, by a
-conditional UPDATE on its status (or remaining uses): one caller wins, every other sees it consumed.
+A ticket is bound to the digest of the exact call (session, agent, action, canonical args, resource, cost, and
+its mode, identity, model and token estimate), so approving it authorizes that call and no other. A session grant
+from `approve_for_session` covers the ticket's action with any arguments, within its scope, for the identity of the
+ticket's call, and, when that call was a dry run, for dry runs only. An approved ticket, or a grant, is consumed
+inside the transaction that reserves the budget for the execution, by a conditional UPDATE on its status (or
+remaining uses): one caller wins, every other sees it consumed.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from agent_control_plane.errors import InvalidInputError, NotFoundError, Session
 from agent_control_plane.plane.context import PlaneContext
 from agent_control_plane.plane.events import PendingEvent, append_to_stream
 from agent_control_plane.store import approvals as rows
-from agent_control_plane.store import kills, sessions
+from agent_control_plane.store import kills, proposals, sessions
 from agent_control_plane.store.notify import notify
 from agent_control_plane.types.events import EventKind
+from agent_control_plane.types.identity import ANYONE, IdentityContext, identity_of
 from agent_control_plane.types.tickets import GrantScope, Ticket, TicketStatus
 from agent_control_plane.types.values import canonical_json, tidy
 
@@ -39,15 +42,72 @@ class TicketNotFoundError(NotFoundError):
 
 
 def call_digest(
-    session_id: str, agent_id: str | None, action: str, args_text: str, resource: str | None, cost: Decimal
+    session_id: str,
+    agent_id: str | None,
+    action: str,
+    args_text: str,
+    resource: str | None,
+    cost: Decimal,
+    *,
+    dry_run: bool = False,
+    identity: IdentityContext = ANYONE,
+    model_id: str | None = None,
+    estimated_tokens: int | None = None,
 ) -> str:
-    """sha256 of the canonical call: a proposal differing in one byte of its args has another digest."""
-    head = canonical_json([session_id, agent_id, action, resource, str(tidy(cost))])
-    return hashlib.sha256(f"{head}\n{args_text}".encode()).hexdigest()
+    """sha256 of the canonical call: a proposal differing in one byte of its args, in its mode, its identity, its
+    model or its token estimate has another digest.
+
+    The mode, identity parts, model and estimate that are present (dry runs, identities, model calls) are one JSON
+    object after the other fields; absent ones are left out, so a plain live call has the digest it always had.
+    """
+    parts: list[Any] = [session_id, agent_id, action, resource, str(tidy(cost))]
+    bound = {
+        name: value
+        for name, value in (
+            ("mode", "dry_run" if dry_run else None),
+            ("org_id", identity.org_id),
+            ("team_id", identity.team_id),
+            ("user_id", identity.user_id),
+            ("model_id", model_id),
+            ("estimated_tokens", estimated_tokens),
+        )
+        if value is not None
+    }
+    if bound:
+        parts.append(bound)
+    return hashlib.sha256(f"{canonical_json(parts)}\n{args_text}".encode()).hexdigest()
 
 
 def digest_of(req: ProposalRequest) -> str:
-    return call_digest(req.session_id, req.agent_id, req.action, req.args_text, req.resource, req.cost)
+    return call_digest(
+        req.session_id,
+        req.agent_id,
+        req.action,
+        req.args_text,
+        req.resource,
+        req.cost,
+        dry_run=req.dry_run,
+        identity=req.identity,
+        model_id=req.model_id,
+        estimated_tokens=req.estimated_tokens,
+    )
+
+
+def digest_of_row(proposal: Mapping[Any, Any]) -> str:
+    """The digest of the call a stored proposal made."""
+    tokens = proposal["estimated_tokens"]
+    return call_digest(
+        proposal["session_id"],
+        proposal["agent_id"],
+        proposal["action"],
+        proposal["args"],
+        proposal["resource"],
+        proposal["cost"],
+        dry_run=bool(proposal["dry_run"]),
+        identity=identity_of(proposal),
+        model_id=proposal["model_id"],
+        estimated_tokens=None if tokens is None else int(tokens),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,22 +136,25 @@ def find_authority(conn: Connection, ctx: PlaneContext, req: ProposalRequest, at
     if approved is not None:
         return Authority("ticket", approved["id"], approved["decided_by"], approved["comment"])
     for grant in rows.usable_grants(conn, t, req.session_id, req.action, at):
-        if grant["resource"] is None or fnmatch.fnmatchcase(req.resource or "", grant["resource"]):
+        if _grant_covers(grant, req):
             return Authority("grant", grant["id"], grant["granted_by"])
     return None
 
 
+def _grant_covers(grant: Mapping[Any, Any], req: ProposalRequest) -> bool:
+    """Whether a usable grant of the call's action covers it: a resource in the grant's scope, the identity of the
+    call the grant was given on, and not a live call when that one was a dry run (approving a rehearsal is not
+    approving the real thing; a live call's grant does cover its dry runs)."""
+    if grant["resource"] is not None and not fnmatch.fnmatchcase(req.resource or "", grant["resource"]):
+        return False
+    if grant["dry_run"] and not req.dry_run:
+        return False
+    return identity_of(grant) == req.identity
+
+
 def ticket_for_call(conn: Connection, ctx: PlaneContext, proposal: Mapping[Any, Any]) -> str | None:
     """The newest ticket for the exact call a stored proposal made (to give a replayed decision its ticket)."""
-    digest = call_digest(
-        proposal["session_id"],
-        proposal["agent_id"],
-        proposal["action"],
-        proposal["args"],
-        proposal["resource"],
-        proposal["cost"],
-    )
-    found = rows.latest_ticket(conn, ctx.tables, proposal["session_id"], digest)
+    found = rows.latest_ticket(conn, ctx.tables, proposal["session_id"], digest_of_row(proposal))
     return None if found is None else str(found["id"])
 
 
@@ -207,6 +270,10 @@ def approve(
     if scope is not None:
         grant_id = str(uuid.uuid4())
         expires = None if scope.expires_at is None else to_micros(scope.expires_at)
+        # The grant is bound to the mode and identity of the call the ticket asks for (its proposal's row).
+        asked = proposals.get(conn, ctx.tables, row["proposal_id"])
+        dry_run = True if asked is None else bool(asked["dry_run"])  # unknown: the narrower grant
+        identity = ANYONE if asked is None else identity_of(asked)
         rows.insert_grant(
             conn,
             ctx.tables,
@@ -221,6 +288,8 @@ def approve(
                 "expires_at": expires,
                 "granted_by": approver,
                 "created_at": at,
+                "dry_run": dry_run,
+                **identity.as_dict(),
             },
         )
         payload["grant"] = {
@@ -229,7 +298,10 @@ def approve(
             "resource": scope.resource,
             "max_uses": scope.max_uses,
             "expires_at": expires,
+            "mode": "dry_run" if dry_run else "live",
         }
+        if identity != ANYONE:
+            payload["grant"]["identity"] = identity.as_dict()
     _log(conn, ctx, row, EventKind.APPROVAL_GRANTED, payload, at)
     return ticket_from_row(load(conn, ctx, ticket_id))
 

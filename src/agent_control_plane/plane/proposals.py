@@ -6,6 +6,7 @@ hash-chained event commit together or not at all.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -28,7 +29,14 @@ from agent_control_plane.policy.evaluators import Verdict
 from agent_control_plane.store import eventlog, kills, proposals, sessions
 from agent_control_plane.store.dialect import RetryTransaction
 from agent_control_plane.store.eventlog import Head
-from agent_control_plane.types.decisions import ActionTier, Decision, DecisionCode
+from agent_control_plane.types.decisions import (
+    ActionTier,
+    Decision,
+    DecisionCode,
+    RiskLevel,
+    SteeringContext,
+    TraceStep,
+)
 from agent_control_plane.types.events import EventKind
 from agent_control_plane.types.identity import ANYONE, IdentityContext, identity_of
 from agent_control_plane.types.sessions import SessionStatus
@@ -109,10 +117,7 @@ def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decisi
         earlier = proposals.find_by_key(conn, t, req.session_id, req.idempotency_key)
         if earlier is not None:
             _check_same_call(earlier, req)
-            decision = _decision_from_row(earlier, replayed=True)
-            if decision.code is DecisionCode.APPROVAL_REQUIRED:
-                decision = replace(decision, ticket_id=approvals.ticket_for_call(conn, ctx, earlier))
-            return decision
+            return _replay(conn, ctx, earlier)
     engine = ctx.policy_for_session(conn, req.session_id)
     if engine.async_evaluators is not None and req.verdicts is None:
         raise GatherVerdicts
@@ -231,6 +236,8 @@ def execute(
         **req.identity.as_dict(),
         "model_id": req.model_id,
         "estimated_tokens": req.estimated_tokens,
+        "dry_run": req.dry_run,
+        "decided_seq": head.last_seq,  # the one event appended below takes the seq just claimed
     }
     try:
         proposals.insert(conn, t, row)
@@ -361,6 +368,7 @@ def _refuse(
 
 def _check_same_call(earlier: Mapping[Any, Any], req: ProposalRequest) -> None:
     """A retry must repeat the call it retries; reusing a key for another call is a bug in the caller."""
+    tokens_before = earlier["estimated_tokens"]
     differences = [
         name
         for name, before, now in (
@@ -368,6 +376,10 @@ def _check_same_call(earlier: Mapping[Any, Any], req: ProposalRequest) -> None:
             ("args", earlier["args"], req.args_text),
             ("resource", earlier["resource"], req.resource),
             ("cost", earlier["cost"], req.cost),
+            ("mode", bool(earlier["dry_run"]), req.dry_run),
+            ("identity", identity_of(earlier), req.identity),
+            ("model_id", earlier["model_id"], req.model_id),
+            ("estimated_tokens", None if tokens_before is None else int(tokens_before), req.estimated_tokens),
         )
         if before != now
     ]
@@ -378,8 +390,15 @@ def _check_same_call(earlier: Mapping[Any, Any], req: ProposalRequest) -> None:
         )
 
 
-def _decision_from_row(row: Mapping[Any, Any], *, replayed: bool) -> Decision:
-    return Decision(
+def _replay(conn: Connection, ctx: PlaneContext, row: Mapping[Any, Any]) -> Decision:
+    """The decision of the earlier proposal a retry's idempotency key names, with `replayed=True`.
+
+    It is the original decision (its trace, steering, risk and ticket read back from its `proposal.decided`
+    event), except that an allowed proposal already settled comes back refused: it authorized one execution, and
+    a host that checks only `allowed` must not run it again. One not settled yet stays allowed: the retry may be
+    the caller's only way to learn that it was (a response lost on the way back).
+    """
+    decision = Decision(
         tier=ActionTier(row["tier"]),
         allowed=bool(row["allowed"]),
         reason=row["reason"],
@@ -387,8 +406,54 @@ def _decision_from_row(row: Mapping[Any, Any], *, replayed: bool) -> Decision:
         proposal_id=row["id"],
         session_id=row["session_id"],
         rule=row["rule"],
-        replayed=replayed,
+        replayed=True,
     )
+    decided = _decided_payload(conn, ctx, row)
+    if decided is not None:
+        decision = _with_recorded(decision, decided)
+    if decision.code is DecisionCode.APPROVAL_REQUIRED:
+        # The newest ticket for the call: the one to wait on, if the first has expired and the call asked again.
+        decision = replace(decision, ticket_id=approvals.ticket_for_call(conn, ctx, row) or decision.ticket_id)
+    if decision.allowed and row["status"] != "reserved":
+        outcome = Outcome(row["status"])
+        decision = replace(
+            decision,
+            allowed=False,
+            code=DecisionCode.ALREADY_SETTLED,
+            reason=f"already settled: proposal {row['id']} was allowed and has been settled as {outcome.value}; "
+            "it authorized one execution and does not run again (propose with a new idempotency key to run the "
+            "call again)",
+        )
+    return decision
+
+
+def _with_recorded(decision: Decision, decided: Mapping[str, Any]) -> Decision:
+    """`decision`, rebuilt from its row, with what only its event recorded: trace, steering, risk and ticket."""
+    trace = tuple(
+        TraceStep(
+            step["step"], step["name"], step["matched"], None if step["tier"] is None else ActionTier(step["tier"])
+        )
+        for step in decided["trace"]
+    )
+    steered = decided.get("steering")
+    steering = None
+    if steered is not None:
+        steering = SteeringContext(steered["guidance"], tuple(steered["alternatives"]), decision.rule)
+    risk = None if decided.get("risk") is None else RiskLevel(decided["risk"])
+    return replace(decision, trace=trace, steering=steering, risk=risk, ticket_id=decided.get("ticket_id"))
+
+
+def _decided_payload(conn: Connection, ctx: PlaneContext, row: Mapping[Any, Any]) -> dict[str, Any] | None:
+    """The payload of a proposal's `proposal.decided` event (None for proposals decided before migration 0005,
+    which did not record where it is)."""
+    seq = row["decided_seq"]
+    if seq is None:
+        return None
+    found = eventlog.read(conn, ctx.tables, row["session_id"], after_seq=int(seq) - 1, limit=1)
+    if not found or found[0].kind != EventKind.PROPOSAL_DECIDED:
+        return None
+    payload: dict[str, Any] = json.loads(found[0].payload)
+    return payload if payload.get("proposal_id") == row["id"] else None
 
 
 def settle(

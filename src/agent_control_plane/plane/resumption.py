@@ -38,9 +38,10 @@ def resume(conn: Connection, ctx: PlaneContext, ticket_id: str) -> Decision:
             idempotency_key=None,
         )
         asked = proposals.get(conn, ctx.tables, row["proposal_id"])
-        if asked is not None:  # the call's identity and model estimate, as proposed
+        if asked is not None:  # the call's mode, identity and model estimate, as proposed
             req = replace(
                 req,
+                dry_run=bool(asked["dry_run"]),
                 identity=identity_of(asked),
                 model_id=asked["model_id"],
                 estimated_tokens=None if asked["estimated_tokens"] is None else int(asked["estimated_tokens"]),

@@ -9,9 +9,8 @@ index of the rule that applied says everything about the rules before it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from dataclasses import replace
-from typing import cast
+from functools import partial
 
 from agent_control_plane.policy.choice import TierChoice
 from agent_control_plane.policy.conditions import Facts, Predicate, compile_condition, fields_used, required_actions
@@ -19,6 +18,7 @@ from agent_control_plane.policy.evaluators import (
     EvaluatorRegistry,
     ParallelPolicyEvaluator,
     Verdict,
+    evaluate_now,
     most_severe,
 )
 from agent_control_plane.policy.model import PolicySource, Rule, load_policy
@@ -58,7 +58,7 @@ class PolicyEngine:
             registry = EvaluatorRegistry()
         built = [(spec, registry.create(spec)) for spec in self.policy.evaluators] if registry else []
         self._evaluators = tuple(
-            cast(Callable[[Facts], Verdict], evaluator.evaluate)
+            partial(evaluate_now, evaluator)
             for _, evaluator in built
             if not inspect.iscoroutinefunction(evaluator.evaluate)
         )

@@ -231,6 +231,34 @@ class EvaluatorRegistry:
         return factory(spec)
 
 
+def evaluate_now(evaluator: Evaluator, facts: Facts) -> Verdict:
+    """A synchronous evaluator's verdict. An exception, or an answer that is not a `Verdict`, counts as a deny
+    naming the evaluator and what went wrong (fail closed), exactly as with `ParallelPolicyEvaluator`."""
+    try:
+        result = evaluator.evaluate(facts)
+    except Exception as exc:
+        return _failed(evaluator, exc)
+    return _checked(evaluator, result)
+
+
+def _failed(evaluator: Evaluator, exc: Exception) -> Verdict:
+    return Verdict(
+        evaluator.name,
+        ActionTier.BLOCKED,
+        f"evaluator {evaluator.name!r} failed: {type(exc).__name__}: {exc} (fail closed)",
+    )
+
+
+def _checked(evaluator: Evaluator, result: object) -> Verdict:
+    if isinstance(result, Verdict):
+        return result
+    return Verdict(
+        evaluator.name,
+        ActionTier.BLOCKED,
+        f"evaluator {evaluator.name!r} returned {type(result).__name__}, not a Verdict (fail closed)",
+    )
+
+
 def most_severe(verdicts: Sequence[Verdict]) -> Verdict | None:
     """The objection that wins (deny over steer over approval over allow), or None when nobody objects."""
     worst: Verdict | None = None
@@ -264,18 +292,8 @@ class ParallelPolicyEvaluator:
                 f"evaluator {evaluator.name!r} timed out after {timeout:g}s (fail closed)",
             )
         except Exception as exc:
-            return Verdict(
-                evaluator.name,
-                ActionTier.BLOCKED,
-                f"evaluator {evaluator.name!r} failed: {type(exc).__name__}: {exc} (fail closed)",
-            )
-        if not isinstance(result, Verdict):
-            return Verdict(
-                evaluator.name,
-                ActionTier.BLOCKED,
-                f"evaluator {evaluator.name!r} returned {type(result).__name__}, not a Verdict (fail closed)",
-            )
-        return result
+            return _failed(evaluator, exc)
+        return _checked(evaluator, result)
 
     async def evaluate(self, facts: Facts) -> list[Verdict]:
         """Every verdict gathered before the first deny (that deny included), in completion order."""

@@ -23,13 +23,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from agent_control_plane.errors import PolicyError
 from agent_control_plane.policy.model import read_yaml
 from agent_control_plane.policy.patterns import PatternTable
 from agent_control_plane.types.identity import IdentityContext, OrgId, TeamId, UserId
 from agent_control_plane.types.tokens import ModelAccessResult, ModelTier, TokenBudgetConfig
+from agent_control_plane.types.values import to_name
 
 
 class ModelGrant(BaseModel):
@@ -41,6 +42,12 @@ class ModelGrant(BaseModel):
     team: str | None = Field(None, description="The team this grant covers (omit: every team).")
     user: str | None = Field(None, description="The user this grant covers (omit: every user).")
     tiers: list[ModelTier] = Field(description="The tiers these identities may use, beyond default_tiers.")
+
+    @field_validator("org", "team", "user")
+    @classmethod
+    def _an_id(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # The same check as IdentityContext's, so a bad id is a problem of the policy, not of `identity()` later.
+        return None if value is None else to_name(value, info.field_name or "id")
 
     def identity(self) -> IdentityContext:
         return IdentityContext(

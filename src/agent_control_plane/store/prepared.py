@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
 
@@ -109,7 +108,9 @@ class Prepared:
             if processors is None:
                 processors = compiled.result_processors = self._result_processors(conn.dialect, cursor.description)
         except compiled.error_class as exc:
-            raise DBAPIError.instance(compiled.sql, bound, exc, compiled.error_class, dialect=conn.dialect) from exc
+            from agent_control_plane.store.dialect import driver_error  # dialect imports this module
+
+            raise driver_error(conn, compiled.sql, bound, exc, compiled.error_class) from exc
         finally:
             cursor.close()
         if not any(processors):
@@ -130,7 +131,9 @@ class Prepared:
             else:
                 cursor.executemany(compiled.sql, bound)
         except compiled.error_class as exc:
-            raise DBAPIError.instance(compiled.sql, bound, exc, compiled.error_class, dialect=conn.dialect) from exc
+            from agent_control_plane.store.dialect import driver_error  # dialect imports this module
+
+            raise driver_error(conn, compiled.sql, bound, exc, compiled.error_class) from exc
         finally:
             cursor.close()
 

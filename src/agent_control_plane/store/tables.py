@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from agent_control_plane.errors import InvalidInputError
@@ -119,6 +120,9 @@ class ScopedModelRegistry:
             Column("user_id", String(200)),
             Column("model_id", String(200)),
             Column("estimated_tokens", BigInteger),
+            Column("dry_run", Boolean, nullable=False, server_default=false()),
+            # The seq of this proposal's proposal.decided event, so a replay can give back its trace and steering.
+            Column("decided_seq", BigInteger),
             UniqueConstraint("session_id", "idempotency_key", name=n("proposals_idempotency_uq")),
             Index(n("proposals_status_ix"), "status", "created_at"),
         )
@@ -185,6 +189,11 @@ class ScopedModelRegistry:
             Column("expires_at", BigInteger),
             Column("granted_by", String(200), nullable=False),
             Column("created_at", BigInteger, nullable=False),
+            # The call the grant was given on: a dry run's grant covers dry runs only; the identity must match.
+            Column("dry_run", Boolean, nullable=False, server_default=false()),
+            Column("org_id", String(200)),
+            Column("team_id", String(200)),
+            Column("user_id", String(200)),
             Index(n("grants_session_ix"), "session_id", "action"),
         )
 

@@ -54,6 +54,10 @@ class DecisionCode(StrEnum):
     APPROVAL_DENIED = "approval_denied"
     APPROVAL_EXPIRED = "approval_expired"
     ALREADY_CONSUMED = "already_consumed"
+    """An approved ticket was already used by another execution; it authorizes one."""
+    ALREADY_SETTLED = "already_settled"
+    """A retried proposal (same idempotency key) whose allowed original has since been settled: it ran, failed or
+    was interrupted, and does not run again."""
     CONCURRENCY_LIMIT = "concurrency_limit"
     MODEL_ACCESS_DENIED = "model_access_denied"
     TOKEN_BUDGET_EXCEEDED = "token_budget_exceeded"
@@ -109,7 +113,8 @@ class Decision:
     rule: str | None = None
     ticket_id: str | None = None
     replayed: bool = False
-    """True when an idempotency key matched an earlier proposal and this is that proposal's original decision."""
+    """True when an idempotency key matched an earlier proposal and this is that proposal's decision: the original
+    one, except that an allowed proposal already settled comes back refused (`DecisionCode.ALREADY_SETTLED`)."""
     steering: SteeringContext | None = None
     """For a steered proposal: the guidance and alternatives the agent should re-plan with."""
     trace: tuple[TraceStep, ...] = ()

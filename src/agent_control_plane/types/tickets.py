@@ -23,7 +23,8 @@ class TicketStatus(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Ticket:
     """A request for a human decision on one exact call (its `digest` covers session, agent, action, canonical
-    args, resource and cost: approving it authorizes that call and no other)."""
+    args, resource and cost, and when present the dry-run mode, identity, model and token estimate: approving it
+    authorizes that call and no other)."""
 
     ticket_id: str
     session_id: str
@@ -48,7 +49,8 @@ class Ticket:
 @dataclass(frozen=True, slots=True)
 class GrantScope:
     """What `approve_for_session` allows beyond the one call: the same action in the same session, on `resource`
-    (an exact name or a glob; None: any resource), at most `max_uses` times (None: no limit), until `expires_at`."""
+    (an exact name or a glob; None: any resource), at most `max_uses` times (None: no limit), until `expires_at`.
+    A grant covers only the identity of the call it was given on; one given on a dry run covers dry runs only."""
 
     resource: str | None = None
     max_uses: int | None = None
