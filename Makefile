@@ -42,6 +42,8 @@ examples: $(STAMP)
 	cd examples && ../$(BIN)/python continuous_loop_governance.py --quick > /dev/null && ../$(BIN)/python long_running_autonomous_agent.py --quick > /dev/null
 	cd examples && ../$(BIN)/python audit_viewer.py --database-url sqlite:///single_agent_continuous_loop.db > /dev/null && ../$(BIN)/python demo_walkthrough.py --fast > /dev/null
 	cd examples && ../$(BIN)/acp policy test policy.yaml > /dev/null
+	cd examples && ../$(BIN)/python mcp_tool_gateway.py > /dev/null && env -u OPENAI_API_KEY ../$(BIN)/python openai_agents_sdk_integration.py > /dev/null
+	cd examples && ../$(BIN)/python claude_agent_sdk_integration.py > /dev/null && ../$(BIN)/python langgraph_integration.py > /dev/null
 
 check: lint typecheck test examples
 

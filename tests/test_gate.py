@@ -54,7 +54,7 @@ def test_each_decision_comes_back_as_what_the_adapter_must_do_with_a_message_the
 
     steered = gate.check("deploy", {"target": "prod/web"})
     assert steered.kind is GateKind.STEER
-    assert "Guidance: deploy to staging first" in steered.message
+    assert "steer; deploy to staging first." in steered.message
     assert steered.message.endswith("Consider instead: deploy_staging.")
 
     pending = gate.check("launch", {})

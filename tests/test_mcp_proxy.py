@@ -182,7 +182,7 @@ def test_denied_and_steered_calls_are_tool_errors_that_never_reach_the_upstream(
     assert decision_of(denied)["code"] == "policy_blocked"
     assert steered.is_error
     assert text_of(steered).startswith("The tool call 'deploy' was not run: steered: rule 'staging-first'")
-    assert "Guidance: deploy to staging and run the smoke tests first" in text_of(steered)
+    assert "steer; deploy to staging and run the smoke tests first." in text_of(steered)
     assert text_of(steered).endswith("Consider instead: deploy_staging.")
     assert decision_of(steered)["alternatives"] == ["deploy_staging"]
     assert proxy.upstream_calls() == []  # neither call reached the upstream

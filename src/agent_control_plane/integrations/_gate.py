@@ -27,6 +27,13 @@ ResourceOf = Callable[[str, Mapping[str, Any]], str | None]
 CostOf = Callable[[str, Mapping[str, Any]], Decimal | int | str]
 """Maps (tool name, arguments) to the cost a call reserves in the session's budget."""
 
+RERUN_AFTER_APPROVAL = (
+    "Once a human has approved it, call the tool again with exactly the same arguments: the approved call then "
+    "runs, once."
+)
+"""Appended to a pending call's message by adapters where the approved call runs when the model makes it again
+(the MCP proxy, the Claude Agent SDK): proposing the same call again consumes its approved ticket."""
+
 RESULT_PREVIEW_CHARS = 2_000
 """How much of a tool's output a settlement keeps in the log (the log is for audit, not for the output itself)."""
 
@@ -66,8 +73,10 @@ def classify(decision: Decision, tool: str) -> GateResult:
     if decision.allowed:
         return GateResult(GateKind.ALLOW, decision, "")
     if decision.code is DecisionCode.STEERED and decision.steering is not None:
-        steering = decision.steering
-        text = f"The tool call '{tool}' was not run: {decision.reason}. Guidance: {steering.guidance}"
+        steering, reason = decision.steering, decision.reason.rstrip(". ")
+        text = f"The tool call '{tool}' was not run: {reason}."
+        if steering.guidance and steering.guidance not in reason:  # a rule's reason usually is its guidance
+            text += f" Guidance: {steering.guidance.rstrip('. ')}."
         if steering.alternatives:
             text += f" Consider instead: {', '.join(steering.alternatives)}."
         return GateResult(GateKind.STEER, decision, text)
@@ -117,13 +126,14 @@ class ToolGate:
         self._resource_of = resource_of
         self._cost_of = cost_of
 
-    def _proposal(self, tool: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    def _proposal(self, tool: str, args: Mapping[str, Any], idempotency_key: str | None) -> dict[str, Any]:
         return {
             "args": dict(args),
             "resource": self._resource_of(tool, args) if self._resource_of else None,
             "cost": self._cost_of(tool, args) if self._cost_of else 0,
             "agent_id": self.agent_id,
             "identity": self.identity,
+            "idempotency_key": idempotency_key,
         }
 
     def _sync_plane(self) -> ControlPlaneFacade:
@@ -131,10 +141,18 @@ class ToolGate:
             raise TypeError("this ToolGate holds an AsyncControlPlaneFacade: use acheck / asettle / await_ticket")
         return self.plane
 
-    def check(self, tool: str, args: Mapping[str, Any]) -> GateResult:
-        """Propose the call; when it needs approval, wait up to `approval_timeout` for the human's decision."""
+    def check(self, tool: str, args: Mapping[str, Any], *, idempotency_key: str | None = None) -> GateResult:
+        """Propose the call; when it needs approval, wait up to `approval_timeout` for the human's decision.
+
+        With an `idempotency_key` a retried check (a framework re-running a step whose results were lost) gets the
+        first decision back instead of a second proposal; when that decision was a ticket, the ticket is read again,
+        since a human may have decided it (or the call used it) in between.
+        """
         plane = self._sync_plane()
-        result = classify(plane.propose(self.session_id, tool, **self._proposal(tool, args)), tool)
+        decision = plane.propose(self.session_id, tool, **self._proposal(tool, args, idempotency_key))
+        result = classify(decision, tool)
+        if result.kind is GateKind.PENDING and result.ticket_id is not None and decision.replayed:
+            result = self.resume(result.ticket_id, tool)
         if result.kind is GateKind.PENDING and self.approval_timeout > 0:
             return self.await_ticket(result, tool, timeout=self.approval_timeout)
         return result
@@ -152,12 +170,14 @@ class ToolGate:
         """Close an allowed call: succeeded with `output`, or failed with `error`."""
         self._sync_plane().settle(result.decision.proposal_id, **_settlement(output, error))
 
-    async def acheck(self, tool: str, args: Mapping[str, Any]) -> GateResult:
+    async def acheck(self, tool: str, args: Mapping[str, Any], *, idempotency_key: str | None = None) -> GateResult:
         """`check`, awaited."""
         if isinstance(self.plane, ControlPlaneFacade):
-            return await asyncio.to_thread(self.check, tool, args)
-        decision = await self.plane.propose(self.session_id, tool, **self._proposal(tool, args))
+            return await asyncio.to_thread(lambda: self.check(tool, args, idempotency_key=idempotency_key))
+        decision = await self.plane.propose(self.session_id, tool, **self._proposal(tool, args, idempotency_key))
         result = classify(decision, tool)
+        if result.kind is GateKind.PENDING and result.ticket_id is not None and decision.replayed:
+            result = await self.aresume(result.ticket_id, tool)
         if result.kind is GateKind.PENDING and self.approval_timeout > 0:
             return await self.aawait_ticket(result, tool, timeout=self.approval_timeout)
         return result

@@ -12,16 +12,10 @@ from typing import Any
 
 import mcp_types as types
 
-from agent_control_plane.integrations._gate import GateKind, GateResult
+from agent_control_plane.integrations._gate import RERUN_AFTER_APPROVAL, GateKind, GateResult
 
 DECISION_META_KEY = "agent-control-plane/decision"
 """The `_meta` key of a proxied result that holds the control plane's decision (kind, code, reason, ids …)."""
-
-RERUN_AFTER_APPROVAL = (
-    "Once a human has approved it, call the tool again with exactly the same arguments: the approved call then "
-    "runs, once."
-)
-"""Appended to a pending call's message: over MCP the approved call runs when the model makes it again."""
 
 _RESERVED_META_PREFIX = "io.modelcontextprotocol/"
 
