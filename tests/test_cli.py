@@ -301,6 +301,22 @@ def test_acp_takes_an_asyncio_driver_url(backend: Backend, table_prefix: str) ->
     assert [s["session_id"] for s in json.loads(listed.stdout)] == [sid]
 
 
+def test_a_mistyped_sqlite_path_is_refused_without_creating_a_file_there(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'typo.db'}"
+    for command in (["sessions", "list"], ["events", "verify", "--all"], ["tickets", "list"], ["kill", "list"]):
+        result = runner.invoke(app, ["--database-url", url, *command])
+        assert result.exit_code == 2, (command, result.output)
+        assert f"there is no SQLite database at {tmp_path / 'typo.db'}" in result.stderr
+        assert "acp db upgrade" in result.stderr
+    current = runner.invoke(app, ["--database-url", url, "db", "current"])
+    assert current.exit_code == 0 and "no database at" in current.stdout
+    assert list(tmp_path.iterdir()) == []
+    created = runner.invoke(app, ["--database-url", url, "db", "upgrade"])
+    assert created.exit_code == 0, created.output
+    listed = runner.invoke(app, ["--database-url", url, "sessions", "list"])
+    assert listed.exit_code == 0 and "no sessions" in listed.stdout
+
+
 def test_an_invalid_table_prefix_is_refused_before_connecting(tmp_path: Path) -> None:
     result = runner.invoke(
         app,

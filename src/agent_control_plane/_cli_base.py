@@ -8,12 +8,15 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from agent_control_plane.facade import ControlPlaneFacade
 
@@ -29,8 +32,12 @@ class Settings:
     plane: ControlPlaneFacade | None = None
 
 
-def get_plane(ctx: typer.Context) -> ControlPlaneFacade:
-    """The control plane for this invocation, built on first use and closed when the command ends."""
+def get_plane(ctx: typer.Context, *, creates: bool = False) -> ControlPlaneFacade:
+    """The control plane for this invocation, built on first use and closed when the command ends.
+
+    Only a command that `creates` the database (`acp db upgrade`) may open a SQLite file that does not exist yet:
+    any other would create an empty file at a mistyped path, then fail on its missing tables.
+    """
     settings = ctx.find_object(Settings)
     assert settings is not None, "the root callback sets it"
     if settings.plane is None:
@@ -40,8 +47,30 @@ def get_plane(ctx: typer.Context) -> ControlPlaneFacade:
             )
         except ValueError as exc:  # an invalid --table-prefix or --schema
             raise typer.BadParameter(str(exc)) from None
+        missing = None if creates else missing_sqlite_file(settings.database_url)
+        if missing is not None:
+            plane.close()
+            fail(
+                f"there is no SQLite database at {missing} (from --database-url or ACP_DATABASE_URL: "
+                f"{settings.database_url}); check the path, or create it with `acp db upgrade`"
+            )
         settings.plane = ctx.find_root().with_resource(plane)
     return settings.plane
+
+
+def missing_sqlite_file(database_url: str) -> Path | None:
+    """The file a SQLite URL names when it does not exist (None for other databases, in-memory ones, or a URL
+    SQLAlchemy cannot parse, which opening it reports)."""
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        return None
+    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+        return None
+    if url.database.startswith("file:") or url.query.get("mode") == "memory":
+        return None
+    path = Path(url.database)
+    return None if path.exists() else path.resolve()
 
 
 # output -----------------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from agent_control_plane._cli_base import (
     get_plane,
     json_text,
     make_table,
+    missing_sqlite_file,
     parse_duration,
 )
 from agent_control_plane.cli_budgets import budgets_app, usage
@@ -149,13 +150,19 @@ def _summary(kind: str, payload: dict[str, Any]) -> str:
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Create the control plane's tables, or upgrade them to this version's schema (safe to run again)."""
-    revision = get_plane(ctx).setup()
+    revision = get_plane(ctx, creates=True).setup()
     get_console().print(f"schema is at revision {revision}", markup=False)
 
 
 @db_app.command("current")
 def db_current(ctx: typer.Context) -> None:
     """Show the schema revision the database is at."""
+    settings = ctx.find_object(Settings)
+    assert settings is not None, "the root callback sets it"
+    missing = missing_sqlite_file(settings.database_url)
+    if missing is not None:  # said without opening it, which would create the file
+        get_console().print(f"no database at {missing} yet (run `acp db upgrade` to create it)", markup=False)
+        return
     revision = get_plane(ctx).schema_revision()
     if revision is None:
         get_console().print("no control plane schema yet (run `acp db upgrade`)", markup=False)
