@@ -298,6 +298,36 @@ def test_a_kill_switch_wakes_a_waiter(live_cp: ControlPlaneFacade, backend: Back
     assert time.monotonic() - engaged < 5
 
 
+def test_ending_a_session_withdraws_its_waiting_tickets_and_wakes_their_waiter(
+    live_cp: ControlPlaneFacade, backend: Backend, table_prefix: str
+) -> None:
+    sid = live_cp.open_session("closed while waiting", agent_id="bot")
+    waited = live_cp.propose(sid, action="launch", args={"n": 1})
+    decided = live_cp.propose(sid, action="launch", args={"n": 2})
+    assert waited.ticket_id is not None and decided.ticket_id is not None
+    live_cp.deny(decided.ticket_id, approver="alice", reason="no")
+    process, results = _spawn_waiter(backend, table_prefix, waited.ticket_id)
+    time.sleep(1.5)
+    closed = time.monotonic()
+    live_cp.close_session(sid, reason="the agent finished")
+    allowed, code, _, _ = results.get(timeout=60)
+    process.join(30)
+    assert not allowed and code == "approval_expired"
+    assert time.monotonic() - closed < 5
+    ticket = live_cp.get_ticket(waited.ticket_id)
+    assert ticket.status is TicketStatus.EXPIRED
+    assert live_cp.get_ticket(decided.ticket_id).status is TicketStatus.DENIED  # a decided ticket stays as it was
+    assert live_cp.list_tickets(status=TicketStatus.PENDING, session_id=sid) == []
+    reason = live_cp.resume(waited.ticket_id).reason
+    assert reason == f"ticket {waited.ticket_id} expired before anyone decided (session {sid} is completed)"
+    with pytest.raises(SessionStateError, match="already expired"):
+        live_cp.approve(waited.ticket_id, approver="alice")
+    events = live_cp.replay(sid)
+    assert [e.kind for e in events][-2:] == ["session.status_changed", "approval.expired"]
+    assert events[-1].payload["reason"] == f"session {sid} is completed"
+    assert live_cp.verify(sid).ok
+
+
 def _resume(url: str, prefix: str, ticket_id: str, barrier: Any, results: Any) -> None:
     with ControlPlaneFacade.from_database_url(url, table_prefix=prefix) as cp:
         barrier.wait()

@@ -338,6 +338,19 @@ def expire_if_overdue(conn: Connection, ctx: PlaneContext, row: RowMapping, at: 
     return None
 
 
+def withdraw_pending(conn: Connection, ctx: PlaneContext, session_id: str, why: str, at: int) -> list[str]:
+    """Expire the session's pending tickets, because the session ended (`why`): nobody is asked to approve a call
+    that could no longer run, and whoever waits on one wakes up. Returns their ids."""
+    pending = TicketStatus.PENDING.value
+    withdrawn = []
+    for row in rows.list_tickets(conn, ctx.tables, status=pending, session_id=session_id, limit=None):
+        values = {"status": TicketStatus.EXPIRED.value, "decided_at": at, "comment": why}
+        if rows.move_ticket(conn, ctx.tables, row["id"], from_status=pending, values=values):
+            _log(conn, ctx, row, EventKind.APPROVAL_EXPIRED, {"deadline": row["deadline"], "reason": why}, at)
+            withdrawn.append(str(row["id"]))
+    return withdrawn
+
+
 def expire_overdue(conn: Connection, ctx: PlaneContext) -> dict[str, str]:
     """Apply time-outs to every overdue pending ticket: ticket id → escalated / expired."""
     at = ctx.now_micros()

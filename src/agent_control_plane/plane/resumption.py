@@ -76,7 +76,10 @@ def ticket_outcome(row: Mapping[Any, Any], status: TicketStatus) -> Decision:
             + (f", escalated to {row['approver_group']})" if row["approver_group"] else ")"),
         ),
         TicketStatus.DENIED: (DecisionCode.APPROVAL_DENIED, f"denied by {by}: {row['comment']}"),
-        TicketStatus.EXPIRED: (DecisionCode.APPROVAL_EXPIRED, f"ticket {row['id']} expired before anyone decided"),
+        TicketStatus.EXPIRED: (
+            DecisionCode.APPROVAL_EXPIRED,
+            f"ticket {row['id']} expired before anyone decided" + (f" ({row['comment']})" if row["comment"] else ""),
+        ),
         TicketStatus.CONSUMED: (
             DecisionCode.ALREADY_CONSUMED,
             f"ticket {row['id']} was already consumed (by proposal {row['consumed_by']}); it authorizes one execution",

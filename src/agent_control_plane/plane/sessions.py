@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from agent_control_plane.clock import from_micros
 from agent_control_plane.errors import SessionNotFoundError, SessionStateError
+from agent_control_plane.plane import approvals
 from agent_control_plane.plane.context import PlaneContext
 from agent_control_plane.policy.engine import PolicyEngine
 from agent_control_plane.store import eventlog, sessions
@@ -85,6 +86,8 @@ def change_status(
         Head(row["last_seq"], row["last_hash"]),
         [(EventKind.SESSION_STATUS_CHANGED, canonical_json(payload), at)],
     )
+    if not ALLOWED_TRANSITIONS[target]:  # it ended: its waiting tickets can never be used
+        approvals.withdraw_pending(conn, ctx, session_id, f"session {session_id} is {target.value}", at)
     return info_from_row({**row, "status": target.value, "updated_at": at})
 
 
