@@ -10,7 +10,8 @@ policy is `single_agent_policy.yaml`, beside this file.
 Each iteration the agent proposes its next task and the policy decides: allowed actions run (simulated) and are
 settled with what they really cost; a steered deploy is re-planned with the steering's alternatives; a scale-up
 gets a ticket, which a scripted on-call engineer approves or denies (`cp.approve` / `cp.deny`) and the agent picks
-up with `cp.resume`; a blocked action never runs. At the end: decisions per tier and code, spend against the
+up with `cp.resume` (asking again for a call the engineer denied gets the denial back, not a new ticket); a blocked
+action never runs. At the end: decisions per tier and code, spend against the
 session budget, tickets, and `cp.verify` of the session's hash-chained log.
 """
 

@@ -165,6 +165,24 @@ def test_denial_reaches_the_agent_and_tickets_are_decided_once(cp: ControlPlaneF
         cp.resume("no-such-ticket")
 
 
+def test_a_denied_call_asked_again_gets_the_humans_answer_not_a_new_ticket(cp: ControlPlaneFacade) -> None:
+    sid = cp.open_session("asks twice", agent_id="bot")
+    asked = cp.propose(sid, action="launch", args={"target": "moon"})
+    assert asked.ticket_id is not None
+    cp.deny(asked.ticket_id, approver="alice", reason="not during the freeze")
+    again = cp.propose(sid, action="launch", args={"target": "moon"})
+    assert not again.allowed and again.code is DecisionCode.APPROVAL_DENIED
+    assert again.ticket_id == asked.ticket_id
+    assert again.reason == (
+        f"denied: alice already denied this exact call (ticket {asked.ticket_id}): not during the freeze"
+    )
+    other = cp.propose(sid, action="launch", args={"target": "mars"})  # another call is another question
+    assert other.code is DecisionCode.APPROVAL_REQUIRED and other.ticket_id != asked.ticket_id
+    elsewhere = cp.open_session("another session", agent_id="bot")
+    assert cp.propose(elsewhere, action="launch", args={"target": "moon"}).code is DecisionCode.APPROVAL_REQUIRED
+    assert len(cp.list_tickets(session_id=sid)) == 2
+
+
 def test_approve_for_session_grants_the_action_within_its_scope(cp: ControlPlaneFacade) -> None:
     sid = cp.open_session("grants", agent_id="bot")
     asked = cp.propose(sid, action="launch", resource="staging/web")

@@ -81,9 +81,9 @@ def test_single_agent_loop_decides_every_tier_and_the_approver_answers_each_tick
         ("auto_approve", "allowed"): 15,  # restarts, log rotations, and the canaries the steering led to
         ("steer", "steered"): 5,
         ("blocked", "policy_blocked"): 5,
-        ("always_approve", "approval_required"): 10,
+        ("always_approve", "approval_required"): 8,
         ("always_approve", "allowed"): 6,  # approved scale-ups, executed once each
-        ("always_approve", "approval_denied"): 4,
+        ("always_approve", "approval_denied"): 4,  # two by alice, and two asked again after her denial
     }
     table = {(row[0], row[1]): int(row[2]) for row in single.table() if row[0] != "all"}
     assert table == decided
@@ -94,11 +94,13 @@ def test_single_agent_loop_decides_every_tier_and_the_approver_answers_each_tick
             assert (after["mark"], after["action"], after["code"]) == ("↳", "deploy_canary", "allowed")
     assert "alice denies ticket" in single.out
     assert "denied by alice: 8 replicas is over the 6-replica limit; needs a capacity review" in single.out
+    # The same call asked again is refused with her answer, without a second ticket.
+    assert single.out.count("denied: alice already denied this exact call (ticket ") == 2
     assert "rule 'volumes-are-kept' makes action 'delete_volume' blocked" in single.out
     assert "executed: 31 actions settled (29 succeeded, 2 failed)" in single.out
     assert "spend: 3.41 of the session budget 10 (34%), 0 still reserved" in single.out
-    assert "tickets: 6 approved and executed, 4 denied (never executed), 0 pending" in single.out
-    assert "verify: ok=True (94 events checked)" in single.out
+    assert "tickets: 6 approved and executed, 2 denied (never executed), 0 pending" in single.out
+    assert "verify: ok=True (92 events checked)" in single.out
 
 
 def test_single_agent_loop_never_executes_a_denied_ticket(single: Run) -> None:
@@ -115,7 +117,7 @@ def test_single_agent_loop_never_executes_a_denied_ticket(single: Run) -> None:
     )
     denied = [t for t in tickets if t.status is TicketStatus.DENIED]
     consumed = [t for t in tickets if t.status is TicketStatus.CONSUMED]
-    assert (len(denied), len(consumed), len(tickets)) == (4, 6, 10)
+    assert (len(denied), len(consumed), len(tickets)) == (2, 6, 8)
     for ticket in denied:
         assert ticket.decided_by == "alice"
         assert ticket.proposal_id not in settled

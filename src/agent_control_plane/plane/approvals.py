@@ -168,6 +168,12 @@ def consume(conn: Connection, ctx: PlaneContext, authority: Authority, proposal_
     )
 
 
+def refused_before(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> RowMapping | None:
+    """The ticket in which a human denied this exact call in this session, if one did: a denial sticks, so the
+    agent asking again gets the human's answer instead of a fresh ticket for the same question."""
+    return rows.find_ticket(conn, ctx.tables, req.session_id, digest_of(req), TicketStatus.DENIED.value)
+
+
 def request(conn: Connection, ctx: PlaneContext, req: ProposalRequest, reason: str, proposal_id: str, at: int) -> str:
     """The pending ticket for this exact call: the one already waiting, or a new one with the policy's deadline."""
     t = ctx.tables

@@ -340,6 +340,14 @@ def _refuse(
         }.get(choice.step, DecisionCode.POLICY_BLOCKED)
         return deny(f"denied: {described}", code)
     elif choice.tier is ActionTier.ALWAYS_APPROVE:
+        refused = approvals.refused_before(conn, ctx, req)
+        if refused is not None:
+            return deny(
+                f"denied: {refused['decided_by']} already denied this exact call (ticket {refused['id']}): "
+                f"{refused['comment']}",
+                DecisionCode.APPROVAL_DENIED,
+                str(refused["id"]),
+            )
         ticket_id = approvals.request(conn, ctx, req, described, proposal_id, at)
         return deny(f"needs approval: {described} (ticket {ticket_id})", DecisionCode.APPROVAL_REQUIRED, ticket_id)
     elif choice.tier is ActionTier.STEER:
