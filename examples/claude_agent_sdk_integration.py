@@ -138,8 +138,10 @@ async def wait_for_a_human(cp: ControlPlaneFacade, sid: str) -> None:
     approver.start()
     answer = await call_tool(options, "mcp__ops__flush_cache", {}, "cache flushed", "toolu_w1")
     approver.join()
-    verdict = "allow (approved by alice)" if isinstance(answer, PermissionResultAllow) else f"deny: {answer.message}"
-    print(f"  -> {verdict}; the tool runs and returns: 'cache flushed'\n")
+    if isinstance(answer, PermissionResultAllow):
+        print("  -> allow (approved by alice); the tool runs and returns: 'cache flushed'\n")
+    else:
+        print(f"  -> deny: {answer.message}; the tool does not run\n")
 
 
 async def live_query(gate: ToolGate) -> None:

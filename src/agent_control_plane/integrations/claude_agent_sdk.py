@@ -50,6 +50,7 @@ from agent_control_plane.integrations._gate import RERUN_AFTER_APPROVAL, GateKin
 from agent_control_plane.types.decisions import DecisionCode
 
 __all__ = [
+    "HOOK_TIMEOUT_MARGIN",
     "STOPPING_CODES",
     "ClaudeAgentGovernor",
     "GovernedOptions",
