@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 help:
 	@echo "make quickstart  - install into .venv and run examples/quickstart_sync.py and examples/quickstart.py"
 	@echo "make check       - install, then ruff, mypy --strict, pytest (SQLite + PostgreSQL) and the examples"
-	@echo "make bench       - governed actions/s and token usage recorded/s vs the raw-driver limit, decision latency vs Cedar, approval round trip"
+	@echo "make bench       - governed actions/s and token usage recorded/s vs the raw-driver limit, decision latency vs Cedar, approval round trip, adapter overhead"
 	@echo "make demo-asciicast-agent - a narrated terminal walkthrough (recorded to demo-agent.cast when asciinema is installed)"
 
 $(STAMP): pyproject.toml

@@ -17,8 +17,15 @@ policies, with the same 20 rules evaluated by Cedar (cedarpy) as the reference (
 A fourth table gives the approval round trip on each backend: a ticket created by a waiter process, approved in an
 approver process, and the time until the waiter's `wait_for_decision` wakes (see `_bench/approvals.py`).
 
+A fifth table gives the overhead of each framework adapter per tool call on each backend: the adapter's own entry
+point for one allowed call (ToolGate; the MCP proxy; the OpenAI Agents SDK's function-tool calls; the Claude Agent
+SDK's callbacks; a LangGraph graph with `GovernedToolNode`) against a bare propose → tool → settle on the facade the
+adapter uses, interleaved round by round; where a framework's runtime has to be timed around the adapter, the same
+runtime with the tool ungoverned is subtracted too. The overhead is the median of the per-round differences (see
+`_bench/adapters.py`).
+
     python -m agent_control_plane.bench [--seconds 3] [--repeats 3]
-                                        [--only sqlite|postgres|usage|decisions|approvals] [--json]
+                                        [--only sqlite|postgres|usage|decisions|approvals|adapters] [--json]
 """
 
 from __future__ import annotations
@@ -34,6 +41,15 @@ from rich.console import Console
 from rich.table import Table
 
 from agent_control_plane._bench.action import POLICY, Backend
+from agent_control_plane._bench.adapters import QUICK_ROUNDS as QUICK_ADAPTER_ROUNDS
+from agent_control_plane._bench.adapters import ROUNDS as ADAPTER_ROUNDS
+from agent_control_plane._bench.adapters import (
+    AdapterRow,
+    adapter_summary,
+    adapter_table,
+    adapters_json,
+    run_adapters,
+)
 from agent_control_plane._bench.approvals import (
     QUICK_ROUNDS,
     ROUNDS,
@@ -157,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         description=(
             "Measure governed actions per second (propose + settle through ControlPlaneFacade) and recorded token "
             "usage per second (record_usage through the sync tracker) on SQLite and PostgreSQL, each against the "
-            "limit: the same SQL statements replayed with the raw driver."
+            "limit: the same SQL statements replayed with the raw driver; decision latency against Cedar; the "
+            "approval round trip; and each framework adapter's overhead per tool call over a bare propose + settle."
         ),
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each run (default 3)")
@@ -166,16 +183,17 @@ def main(argv: list[str] | None = None) -> int:
         "--quick",
         action="store_true",
         help=f"very short runs and 1 repeat, {QUICK_ITERATIONS:,} instead of {ITERATIONS:,} timed decisions "
-        f"per decision-latency row, and {QUICK_ROUNDS} instead of {ROUNDS} approval round trips per backend; "
-        "for tests and CI",
+        f"per decision-latency row, {QUICK_ROUNDS} instead of {ROUNDS} approval round trips per backend, and "
+        f"{QUICK_ADAPTER_ROUNDS} instead of {ADAPTER_ROUNDS} adapter-overhead rounds per backend; for tests and CI",
     )
     parser.add_argument(
         "--only",
-        choices=("sqlite", "postgres", "usage", "decisions", "approvals"),
-        help="sqlite / postgres: only that backend's throughput (governed actions and token usage) and approval "
-        "round-trip rows, without the decision-latency table; usage: only the token-usage throughput table, on "
-        "both backends; decisions: only the decision-latency table; approvals: only the approval round-trip "
-        "table, on both backends (default: everything)",
+        choices=("sqlite", "postgres", "usage", "decisions", "approvals", "adapters"),
+        help="sqlite / postgres: only that backend's throughput (governed actions and token usage), approval "
+        "round-trip and adapter-overhead rows, without the decision-latency table; usage: only the token-usage "
+        "throughput table, on both backends; decisions: only the decision-latency table; approvals: only the "
+        "approval round-trip table, on both backends; adapters: only the adapter-overhead table, on both "
+        "backends (default: everything)",
     )
     parser.add_argument(
         "--postgres-url",
@@ -209,15 +227,25 @@ def main(argv: list[str] | None = None) -> int:
         with progress.status("measuring decision latency"):
             decisions = run_decisions(iterations=QUICK_ITERATIONS if args.quick else ITERATIONS)
     approvals: list[ApprovalRow] = []
-    approval_backends: tuple[Backend, ...] = ("sqlite", "postgres")
+    backends: tuple[Backend, ...] = ("sqlite", "postgres")
     if only in ("sqlite", "postgres"):
-        approval_backends = (only,)
+        backends = (only,)
     if only in (None, "sqlite", "postgres", "approvals"):
         with progress.status("measuring approval round trips"):
             approvals = run_approvals(
-                approval_backends,
+                backends,
                 rounds=QUICK_ROUNDS if args.quick else ROUNDS,
                 postgres_database=lambda: postgres_database(args.postgres_url),
+            )
+    adapters: list[AdapterRow] = []
+    adapter_rounds = QUICK_ADAPTER_ROUNDS if args.quick else ADAPTER_ROUNDS
+    if only in (None, "sqlite", "postgres", "adapters"):
+        with progress.status("measuring adapter overhead") as status:
+            adapters = run_adapters(
+                backends,
+                rounds=adapter_rounds,
+                postgres_database=lambda: postgres_database(args.postgres_url),
+                on_progress=lambda text: status.update(f"measuring adapter overhead: {text}"),
             )
     if args.json:
         document: dict[str, Any] = {}
@@ -247,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                 "targets": {"postgres_wake_p50_ms": TARGET_WAKE_P50_MS},
                 "rows": [row.as_json() for row in approvals],
             }
+        if adapters:
+            document["adapters"] = adapters_json(adapters, adapter_rounds)
         print(json.dumps(document, indent=2))
     else:
         if actions:
@@ -261,7 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         if approvals:
             console.print(approval_table(approvals))
             console.print(approval_summary(approvals))
+        if adapters:
+            console.print(adapter_table(adapters))
+            console.print(adapter_summary(adapters))
     problems = [r.problem for r in results] + [row.problem for row in decisions] + [row.problem for row in approvals]
+    problems += [row.problem for row in adapters]
     failed = any(problem is not None and not problem.startswith("unavailable") for problem in problems)
     return 1 if failed else 0
 
