@@ -187,13 +187,14 @@ def main() -> None:
             )
             clock.advance(60)
 
+        # Closing a session expires the tickets still waiting in it: nobody is asked about a shift that is over.
+        waiting = [t for run in runs for t in cp.list_tickets(status=TicketStatus.PENDING, session_id=run.session_id)]
         for run in runs:
             cp.close_session(run.session_id, reason="end of shift")
         reports = {run.name: cp.verify(run.session_id) for run in runs}
         known = {info.session_id for info in cp.list_sessions()}
         control = [report for report in cp.verify_all() if report.session_id not in known]
         budgets = {run.name: cp.get_remaining_budget(run.session_id) for run in runs}
-        waiting = [t for run in runs for t in cp.list_tickets(status=TicketStatus.PENDING, session_id=run.session_id)]
 
         table = Table(title=f"after {iterations} iterations")
         table.add_column("decision (tier/code)")
@@ -212,7 +213,10 @@ def main() -> None:
             print(f"verify control stream: ok={report.ok} ({report.events_checked} events checked)")
         for name, report in reports.items():
             print(f"verify {name}: ok={report.ok} ({report.events_checked} events checked)")
-        print(f"{len(waiting)} replies wait for a human: {acp} tickets list --pending")
+        print(
+            f"{len(waiting)} replies were waiting for a human at the end of the shift; closing the sessions expired "
+            f"their tickets: {acp} tickets list --status expired"
+        )
 
     night_run, day_run = runs
     assert set(night_run.sent) == {"auto_approve"}, night_run.sent  # the change never reached the running session

@@ -146,7 +146,8 @@ def test_summary_counts_every_decision_printed_per_session(out: str) -> None:
             table[("night-shift", cells[0])], table[("day-shift", cells[0])] = int(cells[1]), int(cells[2])
     assert {key: count for key, count in table.items() if count} == dict(printed)
     assert re.search(r"│ proposals +│ +16 │ +14 │", out)
-    assert f"{printed[('day-shift', 'always_approve/approval_required')]} replies wait for a human" in out
+    waiting = printed[("day-shift", "always_approve/approval_required")]
+    assert f"{waiting} replies were waiting for a human at the end of the shift; closing the sessions expired" in out
 
 
 def test_quick_run_shows_every_change_from_a_fresh_database_beside_the_script(tmp_path: Path) -> None:
