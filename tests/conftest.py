@@ -100,6 +100,21 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
+def migrate_to(cp: ControlPlaneFacade, revision: str) -> None:
+    """Bring `cp`'s tables to an older `revision`, to test upgrading from what it stored."""
+    from alembic import command
+    from alembic.config import Config
+
+    from agent_control_plane.store import migrate
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrate.__file__).with_name("migrations")))
+    config.attributes["registry"] = cp.registry
+    with cp.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
 @pytest.fixture
 def cp(backend: Backend, table_prefix: str, clock: ManualClock) -> Iterator[ControlPlaneFacade]:
     """A set-up sync control plane on each backend, with a manual clock and the test policy."""

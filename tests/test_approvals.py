@@ -7,7 +7,6 @@ import multiprocessing
 import time
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,11 +26,11 @@ from agent_control_plane import (
     UserId,
 )
 from agent_control_plane.clock import to_micros
-from agent_control_plane.store import eventlog, migrate
+from agent_control_plane.store import eventlog
 from agent_control_plane.store import sessions as session_rows
 from agent_control_plane.store.migrate import head_revision
 from agent_control_plane.types.values import canonical_json
-from conftest import POLICY, Backend
+from conftest import POLICY, Backend, migrate_to
 
 ACME = IdentityContext(org_id=OrgId("acme"))
 GLOBEX = IdentityContext(org_id=OrgId("globex"))
@@ -438,17 +437,9 @@ def test_a_retried_proposal_with_its_idempotency_key_gets_its_ticket_back(cp: Co
 def test_upgrading_keeps_an_earlier_dry_run_approval_and_its_grant_bound_to_that_call(
     backend: Backend, table_prefix: str, clock: ManualClock
 ) -> None:
-    from alembic import command
-    from alembic.config import Config
-
     cp = ControlPlaneFacade.from_database_url(backend.url, policy=POLICY, clock=clock, table_prefix=table_prefix)
     t = cp.registry
-    config = Config()
-    config.set_main_option("script_location", str(Path(migrate.__file__).with_name("migrations")))
-    config.attributes["registry"] = t
-    with cp.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0004")
+    migrate_to(cp, "0004")
     sid = cp.open_session("before 0005", agent_id="bot")  # sessions and events have not changed since 0004
     at = to_micros(clock.now())
     call = {"session_id": sid, "agent_id": "bot", "action": "launch", "resource": "staging/web", "args": "{}"}

@@ -24,6 +24,7 @@ from agent_control_plane.facade import ControlPlaneFacade
 from agent_control_plane.maintenance import CrashRecovery, TimeoutEscalation
 from agent_control_plane.plane.approvals import TicketNotFoundError
 from agent_control_plane.plane.events import BufferStats
+from agent_control_plane.plane.heartbeats import Heartbeat
 from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.plane.recovery import RecoveryReport
 from agent_control_plane.policy.choice import TierChoice
@@ -102,6 +103,7 @@ __all__ = [
     "EventLogError",
     "Facts",
     "GrantScope",
+    "Heartbeat",
     "IdentityContext",
     "InvalidInputError",
     "KillScope",

@@ -18,6 +18,7 @@ from agent_control_plane.facade import Amount, ControlPlaneFacade
 from agent_control_plane.plane.context import DEFAULT_RESERVATION_TTL
 from agent_control_plane.plane.core import ControlPlaneCore
 from agent_control_plane.plane.events import BufferStats
+from agent_control_plane.plane.heartbeats import Heartbeat
 from agent_control_plane.plane.operation import GatherVerdicts, Operation, failure, perform
 from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.plane.recovery import RecoveryReport
@@ -236,6 +237,9 @@ class AsyncControlPlaneFacade:
                 proposal_id, actual_cost=actual_cost, outcome=outcome, result=result, token_usage=token_usage
             )
         )
+
+    async def heartbeat(self, proposal_id: str) -> Heartbeat:
+        return await self._run(self._core.heartbeat(proposal_id))
 
     async def approve(self, ticket_id: str, *, approver: str, comment: str | None = None) -> Ticket:
         return await self._run(self._core.approve(ticket_id, approver=approver, comment=comment))

@@ -42,7 +42,7 @@ class SessionStateError(ControlPlaneError):
 
 
 class AlreadySettledError(ControlPlaneError):
-    """`settle` was called for a proposal that was already settled or was never allowed."""
+    """`settle` or `heartbeat` was called for a proposal that was already settled or was never allowed."""
 
 
 class StorageError(ControlPlaneError):

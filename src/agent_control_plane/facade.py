@@ -18,6 +18,7 @@ from agent_control_plane.clock import Clock
 from agent_control_plane.plane.context import DEFAULT_RESERVATION_TTL
 from agent_control_plane.plane.core import ControlPlaneCore
 from agent_control_plane.plane.events import BufferStats
+from agent_control_plane.plane.heartbeats import Heartbeat
 from agent_control_plane.plane.operation import GatherVerdicts, Operation, failure, perform, run_blocking
 from agent_control_plane.plane.proposals import Outcome, Settlement
 from agent_control_plane.plane.recovery import RecoveryReport
@@ -294,6 +295,25 @@ class ControlPlaneFacade:
                 proposal_id, actual_cost=actual_cost, outcome=outcome, result=result, token_usage=token_usage
             )
         )
+
+    def heartbeat(self, proposal_id: str) -> Heartbeat:
+        """Say that an allowed action is still running, so it keeps its claim while it runs long; call it
+        periodically until `settle`, well within the session policy's `lease_seconds` and
+        `recovery.interrupted_after_seconds` (`Heartbeat.due_by` is the latest time for the next beat).
+
+        In one transaction, records the beat on the proposal (crash recovery measures an open action's age from its
+        last beat, so it is not interrupted while it beats) and pushes its live leases' expiry to now plus
+        `lease_seconds`. A lease that had already expired is not revived, since another action may hold its key by
+        now: it is listed in `Heartbeat.lapsed`. `Heartbeat.lease_expires_at` is None when the proposal holds no
+        lease (no concurrency limits in the session's policy, or every lease lapsed).
+
+        Raises `AlreadySettledError` when the proposal was settled, naming the outcome: `interrupted` means crash
+        recovery closed it, so the claim is lost and the work should stop (its `settle` will be refused). Also
+        `AlreadySettledError` for a proposal that was never allowed, and `ProposalNotFoundError` for an unknown id.
+        A beat writes no event to the session's log: it changes no budget, authorization or outcome, and one event
+        per beat would grow the log with every action's running time.
+        """
+        return self._run(self._core.heartbeat(proposal_id))
 
     # approvals ------------------------------------------------------------------------------------------------
     def approve(self, ticket_id: str, *, approver: str, comment: str | None = None) -> Ticket:

@@ -16,9 +16,20 @@ from typing import Any
 
 from agent_control_plane.clock import Clock, SystemClock, to_micros
 from agent_control_plane.errors import ControlPlaneError, InvalidInputError, TokenBudgetExhaustedError
-from agent_control_plane.plane import approvals, events, killswitch, proposals, recovery, resumption, sessions, tokens
+from agent_control_plane.plane import (
+    approvals,
+    events,
+    heartbeats,
+    killswitch,
+    proposals,
+    recovery,
+    resumption,
+    sessions,
+    tokens,
+)
 from agent_control_plane.plane.context import DEFAULT_RESERVATION_TTL, PlaneContext
 from agent_control_plane.plane.events import BufferStats, EventBuffer, PendingEvent
+from agent_control_plane.plane.heartbeats import Heartbeat
 from agent_control_plane.plane.history import recorded_proposals
 from agent_control_plane.plane.operation import Operation
 from agent_control_plane.plane.proposals import Outcome, ProposalRequest, Settlement
@@ -325,6 +336,10 @@ class ControlPlaneCore:
             token_usage=None if token_usage is None else _usage(token_usage),
         )
         return Operation("settle", fn, after=_raise_if_settled_over)
+
+    def heartbeat(self, proposal_id: str) -> Operation[Heartbeat]:
+        fn = partial(heartbeats.heartbeat, ctx=self.ctx, proposal_id=to_name(proposal_id, "proposal_id"))
+        return Operation("heartbeat", fn)
 
     # approvals --------------------------------------------------------------------------------------------
     def approve(

@@ -141,7 +141,10 @@ class ConcurrencySettings(BaseModel):
     per_agent: int | None = Field(None, ge=1, description="In-flight actions one agent may have across sessions.")
     per_resource: int | None = Field(None, ge=1, description="In-flight actions on one resource across sessions.")
     lease_seconds: float = Field(
-        300, gt=0, description="A lease not released by settle expires after this long, so a dead holder never blocks."
+        300,
+        gt=0,
+        description="A lease not released by settle expires this long after it was taken or last renewed by a "
+        "heartbeat, so a dead holder never blocks.",
     )
 
     @property
@@ -155,7 +158,10 @@ class RecoverySettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     interrupted_after_seconds: float = Field(
-        900, gt=0, description="An allowed action not settled after this long is taken as interrupted."
+        900,
+        gt=0,
+        description="An allowed action not settled, and not heard from by a heartbeat, for this long is taken as "
+        "interrupted.",
     )
     charge_interrupted: bool = Field(
         False,

@@ -3,7 +3,7 @@ live leases and adding one atomic for every transaction that wants that key."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, RowMapping, func, select, update
 
 from agent_control_plane.store.dialect import upsert_into
 from agent_control_plane.store.tables import ScopedModelRegistry
@@ -42,3 +42,20 @@ def release(conn: Connection, t: ScopedModelRegistry, proposal_id: str, now: int
         update(l_).where(l_.c.proposal_id == proposal_id, l_.c.released_at.is_(None)).values(released_at=now)
     )
     return result.rowcount
+
+
+def held_by(conn: Connection, t: ScopedModelRegistry, proposal_id: str) -> list[RowMapping]:
+    """A proposal's unreleased leases (live or expired): id, scope, key, expires_at, in lock order."""
+    l_ = t.leases
+    stmt = (
+        select(l_.c.id, l_.c.scope, l_.c.key, l_.c.expires_at)
+        .where(l_.c.proposal_id == proposal_id, l_.c.released_at.is_(None))
+        .order_by(l_.c.scope, l_.c.key)
+    )
+    return [row._mapping for row in conn.execute(stmt)]
+
+
+def extend(conn: Connection, t: ScopedModelRegistry, lease_ids: list[str], expires_at: int) -> None:
+    """Push the leases' expiry to `expires_at`; one that already expires later keeps its expiry."""
+    l_ = t.leases
+    conn.execute(update(l_).where(l_.c.id.in_(lease_ids), l_.c.expires_at < expires_at).values(expires_at=expires_at))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, RowMapping, func, select, update
 
 from agent_control_plane.store.tables import ScopedModelRegistry
 
@@ -34,10 +34,46 @@ def session_of(conn: Connection, t: ScopedModelRegistry, proposal_id: str) -> st
 
 
 def unsettled_before(conn: Connection, t: ScopedModelRegistry, before: int) -> list[RowMapping]:
-    """Allowed proposals still holding their reservation that were decided before `before` (µs)."""
+    """Allowed proposals still holding their reservation last heard of before `before` (µs): `heard_at` is their
+    last heartbeat, or when they were decided if they never beat."""
     p = t.proposals
-    stmt = select(p.c.id, p.c.session_id, p.c.created_at).where(p.c.status == "reserved", p.c.created_at < before)
+    heard = func.coalesce(p.c.heartbeat_at, p.c.created_at)
+    stmt = select(p.c.id, p.c.session_id, heard.label("heard_at")).where(p.c.status == "reserved", heard < before)
     return [row._mapping for row in conn.execute(stmt.order_by(p.c.created_at, p.c.id))]
+
+
+def last_heard(conn: Connection, t: ScopedModelRegistry, proposal_id: str) -> int | None:
+    """When a proposal still `reserved` was last heard of (µs), read under its row lock; None once it is settled.
+
+    The lock (FOR UPDATE; SQLite's BEGIN IMMEDIATE already serialises writers) makes crash recovery wait for a
+    heartbeat of the proposal that is committing, and then read its new time, instead of interrupting an action
+    that has just said it still runs.
+    """
+    p = t.proposals
+    stmt = (
+        select(func.coalesce(p.c.heartbeat_at, p.c.created_at))
+        .where(p.c.id == proposal_id, p.c.status == "reserved")
+        .with_for_update()
+    )
+    heard: int | None = conn.execute(stmt).scalar_one_or_none()
+    return heard
+
+
+def mark_heartbeat(conn: Connection, t: ScopedModelRegistry, proposal_id: str, at: int) -> str | None:
+    """Record a heartbeat of a proposal still `reserved`; its session id, or None when no such proposal is open.
+
+    The UPDATE locks the proposal row, so a settle (or a recovery) of the same proposal runs wholly before or
+    wholly after the beat.
+    """
+    p = t.proposals
+    stmt = (
+        update(p)
+        .where(p.c.id == proposal_id, p.c.status == "reserved")
+        .values(heartbeat_at=at)
+        .returning(p.c.session_id)
+    )
+    session_id: str | None = conn.execute(stmt).scalar_one_or_none()
+    return session_id
 
 
 def mark_settled(

@@ -90,9 +90,8 @@ class Statements:
 
         self.set_head = Prepared(update(s).where(s.c.id == bindparam("p_sid")).values(last_hash=bindparam("p_hash")))
         self.insert_event = Prepared(insert(e), insert_columns=[c.key for c in e.c])
-        self.insert_proposal = Prepared(
-            insert(p), insert_columns=[c.key for c in p.c if c.key not in ("actual_cost", "result", "settled_at")]
-        )
+        unset_at_insert = ("actual_cost", "result", "settled_at", "heartbeat_at")
+        self.insert_proposal = Prepared(insert(p), insert_columns=[c.key for c in p.c if c.key not in unset_at_insert])
 
         self.settle_proposal = Prepared(
             update(p)

@@ -123,6 +123,8 @@ class ScopedModelRegistry:
             Column("dry_run", Boolean, nullable=False, server_default=false()),
             # The seq of this proposal's proposal.decided event, so a replay can give back its trace and steering.
             Column("decided_seq", BigInteger),
+            # The last heartbeat of its worker (None: never beat); crash recovery measures its age from here.
+            Column("heartbeat_at", BigInteger),
             UniqueConstraint("session_id", "idempotency_key", name=n("proposals_idempotency_uq")),
             Index(n("proposals_status_ix"), "status", "created_at"),
         )
