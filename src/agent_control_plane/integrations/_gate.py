@@ -15,9 +15,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from agent_control_plane import Outcome
 from agent_control_plane.aio import AsyncControlPlaneFacade
 from agent_control_plane.facade import ControlPlaneFacade
-from agent_control_plane.plane.proposals import Outcome
 from agent_control_plane.types.decisions import Decision, DecisionCode
 from agent_control_plane.types.identity import IdentityContext
 
