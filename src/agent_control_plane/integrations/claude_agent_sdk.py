@@ -24,6 +24,8 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
+from agent_control_plane.integrations._extras import require_extra
+
 try:
     from claude_agent_sdk import (
         CanUseTool,
@@ -38,13 +40,7 @@ try:
     )
     from claude_agent_sdk.types import HookEvent, SyncHookJSONOutput
 except ModuleNotFoundError as exc:  # pragma: no cover - tests run it in a process without the package
-    if (exc.name or "").partition(".")[0] != "claude_agent_sdk":
-        raise
-    raise ImportError(
-        "the Claude Agent SDK adapter needs the `claude-agent-sdk` package: "
-        "pip install 'agent-control-plane[claude-agent-sdk]'",
-        name=exc.name,
-    ) from exc
+    require_extra(exc, ("claude_agent_sdk",), "the Claude Agent SDK adapter", "claude-agent-sdk", "claude-agent-sdk")
 
 from agent_control_plane.integrations._gate import RERUN_AFTER_APPROVAL, GateKind, GateResult, ToolGate
 from agent_control_plane.types.decisions import DecisionCode

@@ -26,6 +26,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, TypedDict
 
+from agent_control_plane.integrations._extras import require_extra
+
 try:
     from langchain_core.messages import AIMessage, ToolCall, ToolMessage
     from langchain_core.runnables import RunnableConfig, RunnableLambda
@@ -35,12 +37,7 @@ try:
     from langgraph.prebuilt import ToolNode
     from langgraph.types import Command, interrupt
 except ModuleNotFoundError as exc:  # pragma: no cover - tests run it in a process without the package
-    if (exc.name or "").partition(".")[0] not in ("langgraph", "langchain_core"):
-        raise
-    raise ImportError(
-        "the LangGraph adapter needs the `langgraph` package: pip install 'agent-control-plane[langgraph]'",
-        name=exc.name,
-    ) from exc
+    require_extra(exc, ("langgraph", "langchain_core"), "the LangGraph adapter", "langgraph", "langgraph")
 
 from agent_control_plane.aio import AsyncControlPlaneFacade
 from agent_control_plane.errors import InvalidInputError, SessionStateError

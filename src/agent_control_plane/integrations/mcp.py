@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agent_control_plane.integrations._extras import require_extra
+
 try:
     import anyio
     import mcp_types as types
@@ -34,11 +36,7 @@ try:
     from mcp.shared.exceptions import MCPError
     from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 except ModuleNotFoundError as exc:  # pragma: no cover - tests run it in a process without the package
-    if (exc.name or "").partition(".")[0] not in ("mcp", "mcp_types", "anyio"):
-        raise
-    raise ImportError(
-        "the MCP proxy needs the `mcp` package: pip install 'agent-control-plane[mcp]'", name=exc.name
-    ) from exc
+    require_extra(exc, ("mcp", "mcp_types", "anyio"), "the MCP proxy", "mcp", "mcp")
 
 from agent_control_plane import __version__
 from agent_control_plane.aio import AsyncControlPlaneFacade

@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, overload
 
+from agent_control_plane.integrations._extras import require_extra
+
 try:
     from agents import (
         FunctionTool,
@@ -50,13 +52,7 @@ try:
     from agents.tool import maybe_invoke_function_tool_failure_error_function, set_function_tool_failure_error_function
     from agents.tool_context import ToolContext
 except ModuleNotFoundError as exc:  # pragma: no cover - tests run it in a process without the package
-    if (exc.name or "").partition(".")[0] != "agents":
-        raise
-    raise ImportError(
-        "the OpenAI Agents SDK adapter needs the `openai-agents` package: "
-        "pip install 'agent-control-plane[openai-agents]'",
-        name=exc.name,
-    ) from exc
+    require_extra(exc, ("agents",), "the OpenAI Agents SDK adapter", "openai-agents", "openai-agents")
 
 from agent_control_plane.errors import ControlPlaneError
 from agent_control_plane.facade import ControlPlaneFacade
