@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -98,6 +99,15 @@ def table_prefix() -> str:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
+
+
+def set_up_plane(
+    backend: Backend, prefix: str, policy: dict[str, Any], clock: ManualClock | None = None
+) -> ControlPlaneFacade:
+    """A control plane with `policy` on the test database, its tables created (close it, or use it in `with`)."""
+    plane = ControlPlaneFacade.from_database_url(backend.url, policy=policy, table_prefix=prefix, clock=clock)
+    plane.setup()
+    return plane
 
 
 def migrate_to(cp: ControlPlaneFacade, revision: str) -> None:

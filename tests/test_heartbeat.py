@@ -23,7 +23,7 @@ from agent_control_plane import (
 from agent_control_plane.clock import to_micros
 from agent_control_plane.store.dialect import begin
 from agent_control_plane.store.migrate import head_revision
-from conftest import Backend, migrate_to
+from conftest import Backend, migrate_to, set_up_plane
 
 LONG_RUNNING = {
     "default_tier": "always_approve",
@@ -33,16 +33,10 @@ LONG_RUNNING = {
 }
 
 
-def _plane(backend: Backend, prefix: str, clock: ManualClock | None, policy: dict[str, Any]) -> ControlPlaneFacade:
-    plane = ControlPlaneFacade.from_database_url(backend.url, policy=policy, table_prefix=prefix, clock=clock)
-    plane.setup()
-    return plane
-
-
 def test_a_beating_action_outlives_recovery_and_keeps_its_lease_until_it_stops_beating(
     backend: Backend, table_prefix: str, clock: ManualClock
 ) -> None:
-    with _plane(backend, table_prefix, clock, LONG_RUNNING) as cp:
+    with set_up_plane(backend, table_prefix, LONG_RUNNING, clock) as cp:
         sid = cp.open_session("long job", max_cost=Decimal("10"))
         job = cp.propose(sid, action="run_migration", resource="db/main", cost=Decimal("2"))
         assert job.allowed and job.proposal_id is not None
@@ -68,7 +62,7 @@ def test_a_beating_action_outlives_recovery_and_keeps_its_lease_until_it_stops_b
 
 
 def test_heartbeats_write_no_events(backend: Backend, table_prefix: str, clock: ManualClock) -> None:
-    with _plane(backend, table_prefix, clock, LONG_RUNNING) as cp:
+    with set_up_plane(backend, table_prefix, LONG_RUNNING, clock) as cp:
         sid = cp.open_session("quiet")
         job = cp.propose(sid, action="run_job", resource="db/main")
         assert job.proposal_id is not None
@@ -85,7 +79,7 @@ def test_heartbeats_write_no_events(backend: Backend, table_prefix: str, clock: 
 def test_a_heartbeat_after_settle_is_refused_with_the_outcome(
     backend: Backend, table_prefix: str, clock: ManualClock
 ) -> None:
-    with _plane(backend, table_prefix, clock, LONG_RUNNING) as cp:
+    with set_up_plane(backend, table_prefix, LONG_RUNNING, clock) as cp:
         sid = cp.open_session("settled")
         done = cp.propose(sid, action="run_job", resource="db/main")
         failed = cp.propose(sid, action="run_job", resource="db/other")
@@ -101,7 +95,7 @@ def test_a_heartbeat_after_settle_is_refused_with_the_outcome(
 def test_a_heartbeat_for_an_unknown_or_refused_proposal_says_why(
     backend: Backend, table_prefix: str, clock: ManualClock
 ) -> None:
-    with _plane(backend, table_prefix, clock, LONG_RUNNING) as cp:
+    with set_up_plane(backend, table_prefix, LONG_RUNNING, clock) as cp:
         sid = cp.open_session("refused")
         with pytest.raises(ProposalNotFoundError, match="unknown proposal id 'nope': nothing to keep alive"):
             cp.heartbeat("nope")
@@ -117,7 +111,7 @@ def test_a_heartbeat_for_an_unknown_or_refused_proposal_says_why(
 def test_a_lapsed_lease_is_not_revived_by_a_late_heartbeat(
     backend: Backend, table_prefix: str, clock: ManualClock
 ) -> None:
-    with _plane(backend, table_prefix, clock, LONG_RUNNING) as cp:
+    with set_up_plane(backend, table_prefix, LONG_RUNNING, clock) as cp:
         sid = cp.open_session("late beat")
         slow = cp.propose(sid, action="run_job", resource="db/main")
         assert slow.proposal_id is not None
@@ -137,7 +131,7 @@ def test_a_lapsed_lease_is_not_revived_by_a_late_heartbeat(
 def test_a_lease_another_worker_already_took_for_expired_is_not_renewed(
     backend: Backend, table_prefix: str, clock: ManualClock
 ) -> None:
-    with _plane(backend, table_prefix, clock, LONG_RUNNING) as cp:
+    with set_up_plane(backend, table_prefix, LONG_RUNNING, clock) as cp:
         sid = cp.open_session("clocks apart")
         slow = cp.propose(sid, action="run_job", resource="db/main")
         assert slow.proposal_id is not None
@@ -153,7 +147,7 @@ def test_without_concurrency_limits_a_heartbeat_holds_off_recovery_alone(
     backend: Backend, table_prefix: str, clock: ManualClock
 ) -> None:
     policy = {**LONG_RUNNING, "concurrency": {}}
-    with _plane(backend, table_prefix, clock, policy) as cp:
+    with set_up_plane(backend, table_prefix, policy, clock) as cp:
         sid = cp.open_session("unlimited")
         job = cp.propose(sid, action="run_job")
         assert job.proposal_id is not None
@@ -168,7 +162,7 @@ def test_without_concurrency_limits_a_heartbeat_holds_off_recovery_alone(
 def test_recovery_with_older_than_zero_interrupts_beating_actions_too(
     backend: Backend, table_prefix: str, clock: ManualClock
 ) -> None:
-    with _plane(backend, table_prefix, clock, LONG_RUNNING) as cp:
+    with set_up_plane(backend, table_prefix, LONG_RUNNING, clock) as cp:
         sid = cp.open_session("restart")
         job = cp.propose(sid, action="run_job", resource="db/main")
         assert job.proposal_id is not None
@@ -223,7 +217,7 @@ def test_recovery_in_another_process_never_interrupts_an_action_that_keeps_beati
     backend: Backend, table_prefix: str
 ) -> None:
     policy = {**LONG_RUNNING, "recovery": {"interrupted_after_seconds": 2}}
-    with _plane(backend, table_prefix, None, policy) as cp:
+    with set_up_plane(backend, table_prefix, policy, None) as cp:
         sid = cp.open_session("real time")
         job = cp.propose(sid, action="run_job", resource="db/main")
         assert job.proposal_id is not None
@@ -252,7 +246,7 @@ def _recover_at(url: str, prefix: str, now: datetime, ready: Any, results: Any) 
 def test_recovery_waits_for_a_heartbeat_that_is_committing_and_then_spares_its_action(
     backend: Backend, table_prefix: str, clock: ManualClock
 ) -> None:
-    with _plane(backend, table_prefix, clock, LONG_RUNNING) as cp:
+    with set_up_plane(backend, table_prefix, LONG_RUNNING, clock) as cp:
         sid = cp.open_session("beat in flight")
         job = cp.propose(sid, action="run_job", resource="db/main")
         assert job.proposal_id is not None

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from agent_control_plane import ControlPlaneFacade, DecisionCode, ManualClock
-from conftest import Backend
+from conftest import Backend, set_up_plane
 
 LIMITED = {
     "default_tier": "always_approve",
@@ -16,14 +16,8 @@ LIMITED = {
 }
 
 
-def _plane(backend: Backend, prefix: str, clock: ManualClock | None = None) -> ControlPlaneFacade:
-    plane = ControlPlaneFacade.from_database_url(backend.url, policy=LIMITED, table_prefix=prefix, clock=clock)
-    plane.setup()
-    return plane
-
-
 def test_a_resource_takes_one_action_at_a_time_until_settled(backend: Backend, table_prefix: str) -> None:
-    with _plane(backend, table_prefix) as cp:
+    with set_up_plane(backend, table_prefix, LIMITED) as cp:
         sid = cp.open_session("one at a time", agent_id="a1")
         first = cp.propose(sid, action="run_job", resource="db/main")
         assert first.allowed
@@ -36,7 +30,7 @@ def test_a_resource_takes_one_action_at_a_time_until_settled(backend: Backend, t
 
 
 def test_agent_and_session_limits_count_across_resources(backend: Backend, table_prefix: str) -> None:
-    with _plane(backend, table_prefix) as cp:
+    with set_up_plane(backend, table_prefix, LIMITED) as cp:
         sid = cp.open_session("agent limit", agent_id="a1")
         assert [cp.propose(sid, action="run_x", resource=f"r{n}").allowed for n in range(3)] == [True, True, False]
         other_agent = cp.propose(sid, action="run_x", resource="r9", agent_id="a2")
@@ -48,7 +42,7 @@ def test_agent_and_session_limits_count_across_resources(backend: Backend, table
 def test_an_unsettled_lease_expires_so_a_dead_holder_never_blocks(
     backend: Backend, table_prefix: str, clock: ManualClock
 ) -> None:
-    with _plane(backend, table_prefix, clock) as cp:
+    with set_up_plane(backend, table_prefix, LIMITED, clock) as cp:
         sid = cp.open_session("expiry", agent_id="a1")
         assert cp.propose(sid, action="run_job", resource="db/main").allowed  # never settled: its holder "died"
         assert not cp.propose(sid, action="run_job", resource="db/main").allowed
@@ -63,7 +57,7 @@ def _grab(url: str, prefix: str, session_id: str, barrier: Any, results: Any) ->
 
 
 def test_processes_racing_for_one_resource_get_one_lease(backend: Backend, table_prefix: str) -> None:
-    with _plane(backend, table_prefix) as cp:
+    with set_up_plane(backend, table_prefix, LIMITED) as cp:
         sessions = [cp.open_session(f"racer {n}", agent_id=f"agent-{n}") for n in range(4)]
         ctx = multiprocessing.get_context("spawn")
         barrier, results = ctx.Barrier(len(sessions)), ctx.Queue()

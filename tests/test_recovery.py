@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from agent_control_plane import AlreadySettledError, ControlPlaneFacade, DecisionCode, ManualClock, Outcome
 from agent_control_plane.cli import app
-from conftest import Backend
+from conftest import Backend, set_up_plane
 
 RECOVERING = {
     "default_tier": "always_approve",
@@ -25,18 +25,10 @@ RECOVERING = {
 }
 
 
-def _plane(
-    backend: Backend, prefix: str, policy: dict[str, Any], clock: ManualClock | None = None
-) -> ControlPlaneFacade:
-    plane = ControlPlaneFacade.from_database_url(backend.url, policy=policy, table_prefix=prefix, clock=clock)
-    plane.setup()
-    return plane
-
-
 def test_stale_unsettled_actions_are_settled_as_interrupted_once(
     backend: Backend, table_prefix: str, clock: ManualClock
 ) -> None:
-    with _plane(backend, table_prefix, RECOVERING, clock) as cp:
+    with set_up_plane(backend, table_prefix, RECOVERING, clock) as cp:
         sid = cp.open_session("crashy", max_cost=Decimal("10"))
         stale = cp.propose(sid, action="run_job", resource="db/main", cost=Decimal("2"))
         clock.advance(timedelta(seconds=601))
@@ -59,7 +51,7 @@ def test_stale_unsettled_actions_are_settled_as_interrupted_once(
 def test_a_retry_of_an_interrupted_proposal_is_refused_not_run_again(
     backend: Backend, table_prefix: str, clock: ManualClock
 ) -> None:
-    with _plane(backend, table_prefix, RECOVERING, clock) as cp:
+    with set_up_plane(backend, table_prefix, RECOVERING, clock) as cp:
         sid = cp.open_session("retried after a crash", max_cost=Decimal("10"))
         first = cp.propose(sid, action="run_job", resource="db/main", cost=Decimal("2"), idempotency_key="job-1")
         assert first.allowed
@@ -75,7 +67,7 @@ def test_a_retry_of_an_interrupted_proposal_is_refused_not_run_again(
 
 def test_policy_may_charge_interrupted_actions(backend: Backend, table_prefix: str, clock: ManualClock) -> None:
     policy = {**RECOVERING, "recovery": {"interrupted_after_seconds": 1, "charge_interrupted": True}}
-    with _plane(backend, table_prefix, policy, clock) as cp:
+    with set_up_plane(backend, table_prefix, policy, clock) as cp:
         sid = cp.open_session("charged")
         cp.propose(sid, action="run_job", cost=Decimal("0.75"))
         clock.advance(2)
@@ -101,7 +93,7 @@ def _wait_for_ticket(url: str, prefix: str, ticket_id: str, ready: Any) -> None:
 
 
 def test_sigkilled_workers_leave_nothing_stuck_and_nothing_runs_twice(backend: Backend, table_prefix: str) -> None:
-    with _plane(backend, table_prefix, RECOVERING) as cp:
+    with set_up_plane(backend, table_prefix, RECOVERING) as cp:
         sid = cp.open_session("killed workers", agent_id="worker", max_cost=Decimal("10"))
         ctx = multiprocessing.get_context("spawn")
         ready = ctx.Queue()
@@ -136,7 +128,7 @@ def test_sigkilled_workers_leave_nothing_stuck_and_nothing_runs_twice(backend: B
 
 
 def test_acp_recover_reports_what_it_did(backend: Backend, table_prefix: str) -> None:
-    with _plane(backend, table_prefix, RECOVERING) as cp:
+    with set_up_plane(backend, table_prefix, RECOVERING) as cp:
         sid = cp.open_session("cli")
         d = cp.propose(sid, action="run_job", cost=Decimal("0.5"))
     base = ["--database-url", backend.url, "--table-prefix", table_prefix, "recover"]
@@ -157,7 +149,7 @@ def test_crash_recovery_and_timeout_escalation_return_the_result_or_an_awaitable
 
     from agent_control_plane import AsyncControlPlaneFacade, CrashRecovery, RecoveryReport, TimeoutEscalation
 
-    with _plane(backend, table_prefix, RECOVERING, clock) as cp:
+    with set_up_plane(backend, table_prefix, RECOVERING, clock) as cp:
         sid = cp.open_session("jobs")
         cp.propose(sid, action="run_job")
         asked = cp.propose(sid, action="deploy")
