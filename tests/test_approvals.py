@@ -434,6 +434,32 @@ def test_a_retried_proposal_with_its_idempotency_key_gets_its_ticket_back(cp: Co
     assert again.replayed and again.ticket_id == first.ticket_id is not None
 
 
+def test_a_resume_repeated_with_its_idempotency_key_gets_the_same_execution_until_it_settles(
+    cp: ControlPlaneFacade,
+) -> None:
+    sid = cp.open_session("resume retries", agent_id="bot", max_cost=Decimal("5"))
+    asked = cp.propose(sid, action="launch", args={"n": 1}, cost=Decimal("2"), idempotency_key="job-1")
+    assert asked.ticket_id is not None
+    assert cp.resume(asked.ticket_id, idempotency_key="job-1/run").code is DecisionCode.APPROVAL_REQUIRED
+    cp.approve(asked.ticket_id, approver="alice")
+
+    run = cp.resume(asked.ticket_id, idempotency_key="job-1/run")
+    again = cp.resume(asked.ticket_id, idempotency_key="job-1/run")  # e.g. its answer was lost on the way back
+
+    assert run.allowed and not run.replayed
+    assert again.allowed and again.replayed and again.proposal_id == run.proposal_id
+    assert again.ticket_id == asked.ticket_id
+    assert cp.get_remaining_budget(sid)["reserved_cost"] == Decimal("2")  # reserved once
+    assert cp.resume(asked.ticket_id).code is DecisionCode.ALREADY_CONSUMED  # without the key: someone else
+    cp.settle(run.proposal_id)
+    settled = cp.resume(asked.ticket_id, idempotency_key="job-1/run")
+    assert not settled.allowed and settled.code is DecisionCode.ALREADY_SETTLED
+    with pytest.raises(InvalidInputError, match="names the proposal that asked for ticket"):
+        cp.resume(asked.ticket_id, idempotency_key="job-1")
+    assert [e.kind for e in cp.replay(sid)].count("proposal.decided") == 2
+    assert cp.verify(sid).ok
+
+
 def test_upgrading_keeps_an_earlier_dry_run_approval_and_its_grant_bound_to_that_call(
     backend: Backend, table_prefix: str, clock: ManualClock
 ) -> None:

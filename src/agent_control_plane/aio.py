@@ -254,8 +254,8 @@ class AsyncControlPlaneFacade:
     async def deny(self, ticket_id: str, *, approver: str, reason: str) -> Ticket:
         return await self._run(self._core.deny(ticket_id, approver=approver, reason=reason))
 
-    async def resume(self, ticket_id: str) -> Decision:
-        return await self._run(self._core.resume(ticket_id))
+    async def resume(self, ticket_id: str, *, idempotency_key: str | None = None) -> Decision:
+        return await self._run(self._core.resume(ticket_id, idempotency_key))
 
     async def get_ticket(self, ticket_id: str) -> Ticket:
         return await self._run(self._core.get_ticket(ticket_id))

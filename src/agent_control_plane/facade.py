@@ -333,10 +333,14 @@ class ControlPlaneFacade:
         """Deny a ticket; `reason` is returned to the agent that asked."""
         return self._run(self._core.deny(ticket_id, approver=approver, reason=reason))
 
-    def resume(self, ticket_id: str) -> Decision:
+    def resume(self, ticket_id: str, *, idempotency_key: str | None = None) -> Decision:
         """The decision on a ticket, from any process: on approval the budget is reserved and the ticket consumed now
-        (`allowed=True`, with a `proposal_id` to settle); a second caller gets "already consumed"."""
-        return self._run(self._core.resume(ticket_id))
+        (`allowed=True`, with a `proposal_id` to settle); a second caller gets "already consumed".
+
+        With an `idempotency_key` the consuming proposal is made under that key (unique in the session, like a
+        proposal's), and a resume repeated with it gets that proposal's decision back: allowed while unsettled.
+        """
+        return self._run(self._core.resume(ticket_id, idempotency_key))
 
     def get_ticket(self, ticket_id: str) -> Ticket:
         """A ticket: the call it covers, its digest, status, deadline and who decided."""

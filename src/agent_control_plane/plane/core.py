@@ -365,8 +365,14 @@ class ControlPlaneCore:
         )
         return Operation("deny", fn)
 
-    def resume(self, ticket_id: str) -> Operation[Decision]:
-        return Operation("resume", partial(resumption.resume, ctx=self.ctx, ticket_id=to_name(ticket_id, "ticket_id")))
+    def resume(self, ticket_id: str, idempotency_key: str | None = None) -> Operation[Decision]:
+        fn = partial(
+            resumption.resume,
+            ctx=self.ctx,
+            ticket_id=to_name(ticket_id, "ticket_id"),
+            idempotency_key=_optional_name(idempotency_key, "idempotency_key"),
+        )
+        return Operation("resume", fn)
 
     def waiter(self, ticket_id: str, timeout: float) -> Waiter:
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout < 0:

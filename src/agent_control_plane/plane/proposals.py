@@ -113,11 +113,9 @@ class Settlement:
 
 def propose(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decision:
     t = ctx.tables
-    if req.idempotency_key is not None:
-        earlier = proposals.find_by_key(conn, t, req.session_id, req.idempotency_key)
-        if earlier is not None:
-            _check_same_call(earlier, req)
-            return _replay(conn, ctx, earlier)
+    earlier = replayed(conn, ctx, req)
+    if earlier is not None:
+        return earlier
     engine = ctx.policy_for_session(conn, req.session_id)
     if engine.async_evaluators is not None and req.verdicts is None:
         raise GatherVerdicts
@@ -372,6 +370,18 @@ def _refuse(
     # The conditional reservation failed, yet under the lock the session has room: a concurrent settle or kill
     # release changed it between the two statements. Decide again from the start rather than refuse wrongly.
     raise RetryTransaction
+
+
+def replayed(conn: Connection, ctx: PlaneContext, req: ProposalRequest) -> Decision | None:
+    """The decision of the proposal the session already made under the request's idempotency key (None: it made
+    none, or the request has no key). Raises `InvalidInputError` when that proposal was a different call."""
+    if req.idempotency_key is None:
+        return None
+    earlier = proposals.find_by_key(conn, ctx.tables, req.session_id, req.idempotency_key)
+    if earlier is None:
+        return None
+    _check_same_call(earlier, req)
+    return _replay(conn, ctx, earlier)
 
 
 def _check_same_call(earlier: Mapping[Any, Any], req: ProposalRequest) -> None:

@@ -17,9 +17,9 @@ def insert(conn: Connection, t: ScopedModelRegistry, row: dict[str, Any]) -> Non
 
 
 def find_by_key(conn: Connection, t: ScopedModelRegistry, session_id: str, key: str) -> dict[str, Any] | None:
-    """The proposal a session already made under `key`; takes the session lock first (see `lock_session`)."""
-    t.statements.lock_session.run(conn, {"p_sid": session_id})
-    return t.statements.proposal_by_key.first(conn, {"p_sid": session_id, "p_key": key})
+    """The proposal a session already made under `key`; locks the session's row as it looks (see `lock_session`)."""
+    row = t.statements.proposal_by_key.first(conn, {"p_sid": session_id, "p_key": key})
+    return None if row is None or row["id"] is None else row
 
 
 def get(conn: Connection, t: ScopedModelRegistry, proposal_id: str) -> ProposalRow | None:

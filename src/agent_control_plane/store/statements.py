@@ -109,10 +109,10 @@ class Statements:
             )
         )
 
-        # Taken before looking up an idempotency key, so that the lookup and the insert of a new key happen under
-        # the session lock: a retry can then never insert a duplicate key while another transaction is still
-        # settling the original (which would make the insert wait on that transaction while holding the session
-        # row it needs: a deadlock). SQLite ignores FOR UPDATE; BEGIN IMMEDIATE already serialises writers.
+        # The session row's lock. `proposal_by_key` takes it with its lookup, so that the lookup and the insert of
+        # a new key happen under it: a retry can then never insert a duplicate key while another transaction is
+        # still settling the original (which would make the insert wait on that transaction while holding the
+        # session row it needs: a deadlock). SQLite ignores FOR UPDATE; BEGIN IMMEDIATE already serialises writers.
         self.lock_session = Prepared(select(s.c.id).where(s.c.id == bindparam("p_sid")).with_for_update())
 
         self.session_facts = Prepared(
@@ -120,6 +120,9 @@ class Statements:
         )
 
         self.policy_of_session = Prepared(select(s.c.policy_hash, s.c.kind).where(s.c.id == bindparam("p_sid")))
+        # The session's row, locked as by `lock_session`, with the proposal it made under an idempotency key, if
+        # any (its columns all NULL when there is none): the lock and the lookup in one round trip.
+        keyed = and_(p.c.session_id == s.c.id, p.c.idempotency_key == bindparam("p_key"))
         self.proposal_by_key = Prepared(
-            select(p).where(p.c.session_id == bindparam("p_sid"), p.c.idempotency_key == bindparam("p_key"))
+            select(p).select_from(s.outerjoin(p, keyed)).where(s.c.id == bindparam("p_sid")).with_for_update(of=s)
         )
