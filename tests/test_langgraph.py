@@ -25,7 +25,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import InjectedState, ToolNode, tools_condition
-from langgraph.types import Command
+from langgraph.types import Command, interrupt
 from pydantic import ValidationError
 
 from agent_control_plane import AsyncControlPlaneFacade, ControlPlaneFacade, TicketStatus
@@ -179,6 +179,82 @@ def test_allowed_calls_run_and_settle_and_denied_and_steered_ones_come_back_as_e
     assert ran(ledger) == ["read_file README.md"]
     [settled] = [f.payload for f in plane.replay(sid) if f.kind == "proposal.settled"]
     assert settled["outcome"] == "succeeded" and settled["result"] == {"output": "contents of README.md"}
+
+
+def asking_tools(ledger: Path) -> list[BaseTool]:
+    """Tools that pause the graph themselves (`interrupt()` inside the tool) to ask the person at the keyboard."""
+
+    def record(line: str) -> None:
+        with ledger.open("a") as out:
+            out.write(line + "\n")
+
+    @tool("deploy")
+    def confirmed_deploy(target: str) -> str:
+        """Deploy, once the user confirms."""
+        record(f"asked deploy {target}")
+        answer = interrupt(f"deploy to {target}?")
+        record(f"deploy {target} {answer}")
+        return f"deployed to {target} ({answer})"
+
+    @tool("send_email")
+    def confirmed_email(to: str, body: str) -> str:
+        """Send an email, once the user confirms."""
+        record(f"asked send_email {to}")
+        answer = interrupt(f"send to {to}?")
+        record(f"send_email {to} {answer}")
+        return f"sent to {to} ({answer})"
+
+    return [*make_tools(ledger)[:1], confirmed_deploy, confirmed_email]
+
+
+ALONGSIDE = {"alone": [], "with another call": [call("read_file", "c0", path="README.md")]}
+
+
+@pytest.mark.parametrize("others", ALONGSIDE.values(), ids=ALONGSIDE.keys())
+def test_a_tool_that_pauses_the_graph_itself_runs_under_its_one_proposal_when_resumed(
+    plane: ControlPlaneFacade, ledger: Path, others: list[dict[str, Any]]
+) -> None:
+    sid = plane.open_session("lg", agent_id="bot")
+    turn = AIMessage("", id="ai-0", tool_calls=[*others, call("deploy", "c1", target="staging")])
+    graph = build_graph(GovernedToolNode(asking_tools(ledger), gate_for(plane, sid)), InMemorySaver(), turn)
+
+    paused = graph.invoke(START_INPUT, thread("t"))
+    assert [i.value for i in paused["__interrupt__"]] == ["deploy to staging?"]
+    result = graph.invoke(Command(resume="yes"), thread("t"))
+
+    assert tool_messages(result)["c1"].content == "deployed to staging (yes)"
+    reads = ["read_file README.md"] if others else []
+    assert ran(ledger) == [*reads, "asked deploy staging", "asked deploy staging", "deploy staging yes"]
+    decided = [f.payload["action"] for f in plane.replay(sid) if f.kind == "proposal.decided"]
+    assert decided == ["read_file"] * len(others) + ["deploy"]  # the re-run proposed nothing again
+    settled = [f.payload for f in plane.replay(sid) if f.kind == "proposal.settled"]
+    assert [s["outcome"] for s in settled] == ["succeeded"] * (len(others) + 1)
+    assert settled[-1]["result"] == {"output": "deployed to staging (yes)"}
+
+
+@pytest.mark.parametrize("others", ALONGSIDE.values(), ids=ALONGSIDE.keys())
+def test_an_approved_tool_that_then_asks_the_user_gets_the_users_answer_not_the_approval(
+    plane: ControlPlaneFacade, ledger: Path, others: list[dict[str, Any]]
+) -> None:
+    sid = plane.open_session("lg", agent_id="bot")
+    turn = AIMessage("", id="ai-0", tool_calls=[*others, call("send_email", "c1", to="ops@example.com", body="hi")])
+    graph = build_graph(GovernedToolNode(asking_tools(ledger), gate_for(plane, sid)), InMemorySaver(), turn)
+
+    paused = graph.invoke(START_INPUT, thread("t"))
+    [approval] = [i.value for i in paused["__interrupt__"]]
+    ticket = approval["ticket_id"]
+    plane.approve(ticket, approver="alice")  # decided before the graph resumes: the first re-run must still pause
+    asked = graph.invoke(Command(resume={"ticket_id": ticket}), thread("t"))  # at the same place, to read it
+    assert [i.value for i in asked["__interrupt__"]] == ["send to ops@example.com?"]
+    result = graph.invoke(Command(resume="yes"), thread("t"))
+
+    assert tool_messages(result)["c1"].content == "sent to ops@example.com (yes)"
+    reads = ["read_file README.md"] if others else []
+    emails = ["asked send_email ops@example.com", "asked send_email ops@example.com", "send_email ops@example.com yes"]
+    assert ran(ledger) == [*reads, *emails]
+    assert plane.get_ticket(ticket).status is TicketStatus.CONSUMED
+    settled = [f.payload for f in plane.replay(sid) if f.kind == "proposal.settled"]
+    assert [s["outcome"] for s in settled] == ["succeeded"] * (len(others) + 1)
 
 
 def test_a_failing_tool_settles_as_failed_and_the_model_reads_the_error(
@@ -398,6 +474,34 @@ def test_the_async_graph_governs_on_the_async_facade(backend: Backend, table_pre
         assert tool_messages(result)["c2"].content == "sent to ops@example.com"
         assert ran(ledger) == ["read_file README.md", "send_email ops@example.com"]
         assert (await plane.get_ticket(ticket)).status is TicketStatus.CONSUMED
+        await plane.close()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("others", ALONGSIDE.values(), ids=ALONGSIDE.keys())
+def test_on_the_async_facade_an_approved_tool_that_then_asks_the_user_gets_the_users_answer(
+    backend: Backend, table_prefix: str, ledger: Path, others: list[dict[str, Any]]
+) -> None:
+    async def run() -> None:
+        plane = AsyncControlPlaneFacade.from_database_url(backend.async_url, policy=POLICY, table_prefix=table_prefix)
+        await plane.setup()
+        sid = await plane.open_session("lg-async", agent_id="bot")
+        email = call("send_email", "c1", to="ops@example.com", body="hi")
+        turn = AIMessage("", id="ai-0", tool_calls=[*others, email])
+        graph = build_graph(GovernedToolNode(asking_tools(ledger), gate_for(plane, sid)), InMemorySaver(), turn)
+
+        paused = await graph.ainvoke(START_INPUT, thread("t"))
+        ticket = paused["__interrupt__"][0].value["ticket_id"]
+        answer = {"ticket_id": ticket, "approved": True, "approver": "alice"}
+        asked = await graph.ainvoke(Command(resume=answer), thread("t"))
+        assert [i.value for i in asked["__interrupt__"]] == ["send to ops@example.com?"]
+        result = await graph.ainvoke(Command(resume="yes"), thread("t"))
+
+        assert tool_messages(result)["c1"].content == "sent to ops@example.com (yes)"
+        assert ran(ledger)[-1] == "send_email ops@example.com yes"
+        settled = [f.payload["outcome"] for f in await plane.replay(sid) if f.kind == "proposal.settled"]
+        assert settled == ["succeeded"] * (len(others) + 1)
         await plane.close()
 
     asyncio.run(run())

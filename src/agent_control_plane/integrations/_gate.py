@@ -141,17 +141,30 @@ class ToolGate:
             raise TypeError("this ToolGate holds an AsyncControlPlaneFacade: use acheck / asettle / await_ticket")
         return self.plane
 
-    def check(self, tool: str, args: Mapping[str, Any], *, idempotency_key: str | None = None) -> GateResult:
+    def check(
+        self,
+        tool: str,
+        args: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        reread_ticket: bool = True,
+    ) -> GateResult:
         """Propose the call; when it needs approval, wait up to `approval_timeout` for the human's decision.
 
         With an `idempotency_key` a retried check (a framework re-running a step whose results were lost) gets the
         first decision back instead of a second proposal; when that decision was a ticket, the ticket is read again,
-        since a human may have decided it (or the call used it) in between.
+        since a human may have decided it (or the call used it) in between. With `reread_ticket=False` a replayed
+        ticket comes back pending, as first decided, neither read again nor waited for: for a framework that
+        replays its own pauses (LangGraph runs an interrupted node again) and reads the ticket when it resumes.
         """
         plane = self._sync_plane()
         decision = plane.propose(self.session_id, tool, **self._proposal(tool, args, idempotency_key))
         result = classify(decision, tool)
-        if result.kind is GateKind.PENDING and result.ticket_id is not None and decision.replayed:
+        if result.kind is not GateKind.PENDING or result.ticket_id is None:
+            return result
+        if decision.replayed:
+            if not reread_ticket:
+                return result
             result = self.resume(result.ticket_id, tool)
         if result.kind is GateKind.PENDING and self.approval_timeout > 0:
             return self.await_ticket(result, tool, timeout=self.approval_timeout)
@@ -162,21 +175,39 @@ class ToolGate:
         assert pending.ticket_id is not None, "only a pending result has a ticket to wait for"
         return classify(self._sync_plane().wait_for_decision(pending.ticket_id, timeout=timeout), tool)
 
-    def resume(self, ticket_id: str, tool: str) -> GateResult:
-        """The outcome of a ticket decided earlier (from any process); approved, it is allowed now, once."""
-        return classify(self._sync_plane().resume(ticket_id), tool)
+    def resume(self, ticket_id: str, tool: str, *, idempotency_key: str | None = None) -> GateResult:
+        """The outcome of a ticket decided earlier (from any process); approved, it is allowed now, once.
+
+        With an `idempotency_key` (another than the call's own proposal's), a repeated resume gets the call's
+        execution back, allowed while it is unsettled, instead of "already consumed": for a framework that runs a
+        step again when a tool pauses it (see `ControlPlaneFacade.resume`).
+        """
+        return classify(self._sync_plane().resume(ticket_id, idempotency_key=idempotency_key), tool)
 
     def settle(self, result: GateResult, *, output: Any = None, error: BaseException | str | None = None) -> None:
         """Close an allowed call: succeeded with `output`, or failed with `error`."""
         self._sync_plane().settle(result.decision.proposal_id, **_settlement(output, error))
 
-    async def acheck(self, tool: str, args: Mapping[str, Any], *, idempotency_key: str | None = None) -> GateResult:
+    async def acheck(
+        self,
+        tool: str,
+        args: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        reread_ticket: bool = True,
+    ) -> GateResult:
         """`check`, awaited."""
         if isinstance(self.plane, ControlPlaneFacade):
-            return await asyncio.to_thread(lambda: self.check(tool, args, idempotency_key=idempotency_key))
+            return await asyncio.to_thread(
+                lambda: self.check(tool, args, idempotency_key=idempotency_key, reread_ticket=reread_ticket)
+            )
         decision = await self.plane.propose(self.session_id, tool, **self._proposal(tool, args, idempotency_key))
         result = classify(decision, tool)
-        if result.kind is GateKind.PENDING and result.ticket_id is not None and decision.replayed:
+        if result.kind is not GateKind.PENDING or result.ticket_id is None:
+            return result
+        if decision.replayed:
+            if not reread_ticket:
+                return result
             result = await self.aresume(result.ticket_id, tool)
         if result.kind is GateKind.PENDING and self.approval_timeout > 0:
             return await self.aawait_ticket(result, tool, timeout=self.approval_timeout)
@@ -189,11 +220,11 @@ class ToolGate:
         assert pending.ticket_id is not None, "only a pending result has a ticket to wait for"
         return classify(await self.plane.wait_for_decision(pending.ticket_id, timeout=timeout), tool)
 
-    async def aresume(self, ticket_id: str, tool: str) -> GateResult:
+    async def aresume(self, ticket_id: str, tool: str, *, idempotency_key: str | None = None) -> GateResult:
         """`resume`, awaited."""
         if isinstance(self.plane, ControlPlaneFacade):
-            return await asyncio.to_thread(self.resume, ticket_id, tool)
-        return classify(await self.plane.resume(ticket_id), tool)
+            return await asyncio.to_thread(self.resume, ticket_id, tool, idempotency_key=idempotency_key)
+        return classify(await self.plane.resume(ticket_id, idempotency_key=idempotency_key), tool)
 
     async def asettle(
         self, result: GateResult, *, output: Any = None, error: BaseException | str | None = None

@@ -61,7 +61,15 @@ class ApprovalAnswer(BaseModel):
 
 def idempotency_key(thread_id: str, message_id: str | None, tool_call_id: str) -> str:
     """The idempotency key a tool call is proposed with: stable across re-runs of the node, unique per call."""
-    key = f"langgraph/{thread_id}/{message_id or '-'}/{tool_call_id}"
+    return _bounded(f"langgraph/{thread_id}/{message_id or '-'}/{tool_call_id}")
+
+
+def approved_key(key: str) -> str:
+    """The key of the execution an approved ticket gives the call proposed under `key` (see `ToolGate.resume`)."""
+    return _bounded(f"{key}/approved")
+
+
+def _bounded(key: str) -> str:
     if len(key) <= MAX_KEY_CHARS:
         return key
     return "langgraph/sha256:" + hashlib.sha256(key.encode()).hexdigest()
