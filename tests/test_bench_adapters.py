@@ -43,7 +43,8 @@ ADAPTERS = {
     "langgraph_async",
 }
 WITH_RUNTIME = {"mcp_proxy", "openai_agents", "langgraph", "langgraph_async"}
-"""The adapters timed inside their framework's runtime, with the same runtime ungoverned subtracted."""
+"""The adapters timed inside their framework's runtime, compared with the same runtime governed by hand."""
+BY_HAND = {f"{name}/by_hand" for name in WITH_RUNTIME}
 
 
 def _variant(name: str, *ms: float) -> Variant:
@@ -57,16 +58,28 @@ def test_overhead_is_the_median_of_each_rounds_difference_not_a_difference_of_me
     row = AdapterRow(SPECS[2], "sqlite")
     adapter = _variant("mcp_proxy", 3, 10, 4, 11, 5)
     ungoverned = _variant("mcp_proxy/ungoverned", 1, 1, 1, 1, 1)
-    bare = _variant("bare/async", 2, 1, 9, 3, 8)
+    by_hand = _variant("mcp_proxy/by_hand", 2, 1, 9, 3, 8)
+    bare = _variant("bare/async", 1, 2, 1, 2, 1)
 
-    row.record(adapter, bare, ungoverned)
+    row.record(adapter, bare, (ungoverned, by_hand))
 
-    # Per round: 3-1-2, 10-1-1, 4-1-9, 11-1-3, 5-1-8 = 0, 8, -6, 7, -4; the medians alone would say 5 - 1 - 3 = 1.
-    assert row.overhead_ms == pytest.approx(0)
-    assert (row.overhead_p25_ms, row.overhead_p75_ms) == pytest.approx((-4, 7))
-    assert (row.bare_ms, row.ungoverned_ms, row.governed_ms) == pytest.approx((3, 1, 5))
-    assert row.overhead_ci95_ms == pytest.approx((-6, 8))  # five rounds say little: all of them
-    assert row.calls == 5 and row.target_met is True
+    # Per round, governed - by hand: 1, 9, -5, 8, -3; the medians alone would say 5 - 3 = 2.
+    assert row.overhead_ms == pytest.approx(1)
+    assert (row.overhead_p25_ms, row.overhead_p75_ms) == pytest.approx((-3, 8))
+    assert row.overhead_ci95_ms == pytest.approx((-5, 9))  # five rounds say little: all of them
+    assert (row.bare_ms, row.ungoverned_ms, row.by_hand_ms, row.governed_ms) == pytest.approx((1, 1, 3, 5))
+    assert row.in_runtime_ms == pytest.approx(2)  # by hand - ungoverned: 1, 0, 8, 2, 7
+    assert row.over_bare_ms == pytest.approx(3)  # governed - ungoverned - bare: 1, 7, 2, 8, 3
+    assert row.calls == 5 and row.target_met is False
+
+
+def test_without_a_runtime_the_overhead_is_over_the_bare_call() -> None:
+    row = AdapterRow(SPECS[0], "sqlite")
+
+    row.record(_variant("tool_gate", 3, 10, 4, 11, 5), _variant("bare/sync", 1, 2, 1, 2, 1), None)
+
+    assert row.overhead_ms == pytest.approx(4)  # 2, 8, 3, 9, 4
+    assert (row.ungoverned_ms, row.by_hand_ms, row.in_runtime_ms, row.over_bare_ms) == (None, None, None, None)
 
 
 @given(st.integers(1, 30))
@@ -112,9 +125,10 @@ def test_every_variant_proposes_and_settles_each_of_its_calls_in_a_session_of_it
         assert row.problem is None, row
         assert row.calls == rounds and (row.proposed, row.settled) == (calls, calls)
         assert (row.ungoverned_ms is not None) == (row.spec.name in WITH_RUNTIME)
+        assert (row.by_hand_ms is not None) == (row.in_runtime_ms is not None) == (row.spec.name in WITH_RUNTIME)
         assert row.bare_ms > 0 and row.governed_ms > 0
         assert all(math.isfinite(x) for x in (row.overhead_ms, row.overhead_p25_ms, row.overhead_p75_ms))
-    assert set(run.sessions) == ADAPTERS | {"bare/sync", "bare/async"}
+    assert set(run.sessions) == ADAPTERS | BY_HAND | {"bare/sync", "bare/async"}
     assert len(set(run.sessions.values())) == len(run.sessions)  # a session each: no log counts another's calls
 
     with ControlPlaneFacade.from_database_url(backend.url, policy=POLICY, table_prefix=table_prefix) as cp:
@@ -162,6 +176,7 @@ def test_quick_adapters_run_reports_every_adapter_on_sqlite_and_postgresql(capsy
         assert row["proposed"] == row["settled"] == QUICK_ROUNDS + WARM_UP_ROUNDS, key
         assert row["bare_ms"] > 0 and row["governed_ms"] > 0, key
         assert (row["ungoverned_ms"] is not None) == (key[1] in WITH_RUNTIME), key
+        assert (row["by_hand_ms"] is not None) == (row["over_bare_ms"] is not None) == (key[1] in WITH_RUNTIME), key
         assert all(math.isfinite(row[k]) for k in ("overhead_ms", "overhead_p25_ms", "overhead_p75_ms")), key
         assert row["overhead_p25_ms"] <= row["overhead_ms"] <= row["overhead_p75_ms"], key
         low, high = row["overhead_ci95_ms"]

@@ -78,6 +78,38 @@ def _timed(call: Callable[[int], Awaitable[object]]) -> Timer:
     return timer
 
 
+@dataclass(frozen=True, slots=True)
+class ByHand:
+    """Governance written by hand inside a framework's runtime: a plain propose before the tool, settle after."""
+
+    plane: AsyncControlPlaneFacade | ControlPlaneFacade
+    session_id: str
+
+    def propose(self, args: Mapping[str, Any], key: str | None = None) -> str:
+        assert isinstance(self.plane, ControlPlaneFacade)
+        decision = self.plane.propose(
+            self.session_id, TOOL, args=dict(args), cost=COST, agent_id=AGENT, idempotency_key=key
+        )
+        expect("the by-hand propose", decision.allowed, True)
+        return decision.proposal_id
+
+    def settle(self, proposal_id: str, output: str) -> None:
+        assert isinstance(self.plane, ControlPlaneFacade)
+        self.plane.settle(proposal_id, result={"output": output})
+
+    async def apropose(self, args: Mapping[str, Any], key: str | None = None) -> str:
+        assert isinstance(self.plane, AsyncControlPlaneFacade)
+        decision = await self.plane.propose(
+            self.session_id, TOOL, args=dict(args), cost=COST, agent_id=AGENT, idempotency_key=key
+        )
+        expect("the by-hand propose", decision.allowed, True)
+        return decision.proposal_id
+
+    async def asettle(self, proposal_id: str, output: str) -> None:
+        assert isinstance(self.plane, AsyncControlPlaneFacade)
+        await self.plane.settle(proposal_id, result={"output": output})
+
+
 def expect(what: str, got: object, expected: object) -> None:
     if got != expected:
         raise BenchError(f"{what}: expected {expected!r}, got {got!r}")
@@ -96,6 +128,9 @@ class Planes:
     def gate(self, facade: Facade, name: str) -> ToolGate:
         plane = self.sync if facade == "sync" else self.aio
         return ToolGate(plane, self.session(name), agent_id=AGENT, cost_of=_cost)
+
+    def by_hand(self, facade: Facade, name: str) -> ByHand:
+        return ByHand(self.sync if facade == "sync" else self.aio, self.session(f"{name}/by_hand"))
 
 
 async def core_calls(stack: AsyncExitStack, planes: Planes) -> Variants:
@@ -157,25 +192,35 @@ async def mcp_calls(stack: AsyncExitStack, planes: Planes) -> Variants:
     upstream_server: Server[Any] = Server("bench-upstream", on_list_tools=list_tools, on_call_tool=call_tool)
     upstream = await stack.enter_async_context(Client(upstream_server, cache=None))
 
+    def text_of(result: types.CallToolResult) -> tuple[bool, str]:
+        return result.is_error, "".join(b.text for b in result.content if isinstance(b, types.TextContent))
+
     async def forward_list(ctx: Context, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         return await upstream.list_tools()
 
     async def forward(ctx: Context, params: types.CallToolRequestParams) -> types.CallToolResult:
         return await upstream.call_tool(params.name, params.arguments or {})
 
+    hand = planes.by_hand("async", "mcp_proxy")
+
+    async def forward_by_hand(ctx: Context, params: types.CallToolRequestParams) -> types.CallToolResult:
+        proposal_id = await hand.apropose(params.arguments or {})
+        answer = await upstream.call_tool(params.name, params.arguments or {})
+        await hand.asettle(proposal_id, text_of(answer)[1])
+        return answer
+
     passthrough: Server[Any] = Server("bench-passthrough", on_list_tools=forward_list, on_call_tool=forward)
+    governed_by_hand: Server[Any] = Server("bench-by-hand", on_list_tools=forward_list, on_call_tool=forward_by_hand)
     settings = ProxySettings(agent_id=AGENT, cost_of=_cost)
     proxy = GoverningProxy(planes.aio, upstream, settings, upstream_name="bench-upstream")
     # legacy: the initialize handshake, which the proxy needs (a session lives as long as a connection).
     governed_client = await stack.enter_async_context(Client(proxy.server, mode="legacy", cache=None))
     plain_client = await stack.enter_async_context(Client(passthrough, mode="legacy", cache=None))
+    hand_client = await stack.enter_async_context(Client(governed_by_hand, mode="legacy", cache=None))
     # Listed first, as a host does: once that answers, the proxy has opened the connection's session. Otherwise the
     # handler of the handshake's `initialized` notification may still be opening it when a sync variant's call
     # blocks the event loop, which then waits for SQLite's write lock that the unfinished transaction holds.
     await governed_client.list_tools()
-
-    def text_of(result: types.CallToolResult) -> tuple[bool, str]:
-        return result.is_error, "".join(b.text for b in result.content if isinstance(b, types.TextContent))
 
     async def governed_call(n: int) -> None:
         result = await governed_client.call_tool(TOOL, {"n": n})
@@ -187,9 +232,14 @@ async def mcp_calls(stack: AsyncExitStack, planes: Planes) -> Variants:
         result = await plain_client.call_tool(TOOL, {"n": n})
         expect("the pass-through tools/call", text_of(result), (False, run_tool(n)))
 
+    async def hand_call(n: int) -> None:
+        result = await hand_client.call_tool(TOOL, {"n": n})
+        expect("the by-hand tools/call", text_of(result), (False, run_tool(n)))
+
     governed = Variant("mcp_proxy", _timed(governed_call))
     ungoverned = Variant("mcp_proxy/ungoverned", _timed(plain_call), governed=False)
-    return {governed.name: governed, ungoverned.name: ungoverned}
+    by_hand = Variant("mcp_proxy/by_hand", _timed(hand_call), hand.session_id)
+    return {v.name: v for v in (governed, ungoverned, by_hand)}
 
 
 async def openai_agents_calls(stack: AsyncExitStack, planes: Planes) -> Variants:
@@ -204,6 +254,16 @@ async def openai_agents_calls(stack: AsyncExitStack, planes: Planes) -> Variants
     gate = planes.gate("async", "openai_agents")
     governed_tool = OpenAIAgentsGovernor(gate).function_tool(arun_tool, name_override=TOOL)
     plain_tool = function_tool(arun_tool, name_override=TOOL)
+    hand = planes.by_hand("async", "openai_agents")
+
+    async def governed_by_hand(n: int) -> str:
+        """`run_tool`, proposed and settled by hand."""
+        proposal_id = await hand.apropose({"n": n})
+        output = await arun_tool(n)
+        await hand.asettle(proposal_id, output)
+        return output
+
+    hand_tool = function_tool(governed_by_hand, name_override=TOOL)
     agent: Agent[Any] = Agent(name="bench", tools=[governed_tool])
     run_context: RunContextWrapper[Any] = RunContextWrapper(context=None)
 
@@ -226,6 +286,7 @@ async def openai_agents_calls(stack: AsyncExitStack, planes: Planes) -> Variants
     return {
         "openai_agents": Variant("openai_agents", _timed(sdk_call(governed_tool)), gate.session_id),
         "openai_agents/ungoverned": Variant("openai_agents/ungoverned", _timed(sdk_call(plain_tool)), governed=False),
+        "openai_agents/by_hand": Variant("openai_agents/by_hand", _timed(sdk_call(hand_tool)), hand.session_id),
     }
 
 
@@ -348,4 +409,40 @@ async def langgraph_calls(stack: AsyncExitStack, planes: Planes) -> Variants:
         variants[name] = variant(name, facade, GovernedToolNode([tool], gate), gate.session_id)
         plain = ToolNode([tool], handle_tool_errors=True)  # as GovernedToolNode builds its own
         variants[f"{name}/ungoverned"] = variant(f"{name}/ungoverned", facade, plain, None)
+        hand = planes.by_hand(facade, name)
+        variants[f"{name}/by_hand"] = variant(f"{name}/by_hand", facade, by_hand_node(hand, plain), hand.session_id)
     return variants
+
+
+def by_hand_node(hand: ByHand, tools: Any) -> Any:
+    """A graph node that proposes the last message's one tool call, runs it through `tools`, and settles it.
+
+    It proposes with the idempotency key `GovernedToolNode` sends, as governance written by hand for LangGraph
+    must: LangGraph runs a node again when the graph resumes, and the key is what keeps a re-run from proposing (and
+    running) the call a second time.
+    """
+    from langchain_core.runnables import RunnableConfig, RunnableLambda
+
+    from agent_control_plane.integrations.langgraph import idempotency_key
+
+    def call_and_key(state: dict[str, Any], config: RunnableConfig) -> tuple[Any, str]:
+        message = state["messages"][-1]
+        call = message.tool_calls[0]
+        thread = str((config.get("configurable") or {})["thread_id"])
+        return call, idempotency_key(thread, message.id, call["id"])
+
+    def node(state: dict[str, Any], config: RunnableConfig) -> Any:
+        call, key = call_and_key(state, config)
+        proposal_id = hand.propose(call["args"], key)
+        output = tools.invoke([call])
+        hand.settle(proposal_id, output["messages"][0].content)
+        return output
+
+    async def anode(state: dict[str, Any], config: RunnableConfig) -> Any:
+        call, key = call_and_key(state, config)
+        proposal_id = await hand.apropose(call["args"], key)
+        output = await tools.ainvoke([call])
+        await hand.asettle(proposal_id, output["messages"][0].content)
+        return output
+
+    return RunnableLambda(node, afunc=anode, name="tools")

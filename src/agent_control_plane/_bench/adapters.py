@@ -1,31 +1,38 @@
-"""Adapter overhead: what each framework adapter adds to one tool call, over a bare propose + settle.
+"""Adapter overhead: what each framework adapter adds to one tool call, over the propose + settle it makes.
 
 Every call of every variant is one allowed, unrestricted call of a trivial tool (`run_tool` formats a string) with a
 cost: proposed, run, settled. The variants, on one database per backend:
 
 - bare: `propose` → tool → `settle` on `ControlPlaneFacade` (sync) or `AsyncControlPlaneFacade` (async), with the
-  arguments, agent, cost and settlement result an adapter sends: the baseline of each adapter is the bare call on
-  the facade that adapter uses;
+  arguments, agent, cost and settlement result an adapter sends: the baseline of an adapter called without a
+  framework runtime around it (ToolGate, the Claude Agent SDK's callbacks) is the bare call on the facade it uses;
 - ToolGate: `check` → tool → `settle` on the sync facade, and `acheck` → tool → `asettle` on the async one;
 - MCP proxy: `Client.call_tool` from an MCP client to the `GoverningProxy`'s server over the MCP SDK's in-memory
-  transport, which the proxy forwards to an in-memory upstream server (async facade). The MCP runtime around the
-  proxy is heavy, so the same call through a pass-through MCP server in front of the same upstream is timed too,
-  and subtracted;
+  transport, which the proxy forwards to an in-memory upstream server (async facade);
 - OpenAI Agents SDK: what the SDK's runner calls for one function-tool call, in its order: the tool's
   `needs_approval(context, params, call_id)`, its tool input guardrails' `run(ToolInputGuardrailData)` and
   `agents.tool.invoke_function_tool` (the tool's `on_invoke_tool`, where the governor settles), with the SDK's own
-  `RunContextWrapper`, `ToolContext`, `ResponseFunctionToolCall` and `Agent` (async facade). The same calls on the
-  same tool, ungoverned, are timed too and subtracted (the model turn and the rest of the runner are not timed);
+  `RunContextWrapper`, `ToolContext`, `ResponseFunctionToolCall` and `Agent` (async facade); the model turn and the
+  rest of the runner are not timed;
 - Claude Agent SDK: the callbacks `ClaudeAgentOptions(**governor.options(via=...))` registers, called the way the
   SDK's control protocol calls them (`hook(input, tool_use_id, {"signal": None})`, `can_use_tool(name, input,
   ToolPermissionContext)`): PreToolUse hook → tool → PostToolUse hook, and can_use_tool → tool → PostToolUse hook
-  (async facade). The CLI runs the tool, and nothing of the SDK's runs between the callbacks in this process, so
-  there is no ungoverned runtime to subtract;
-- LangGraph: `GovernedToolNode` runs only inside a graph (its calls are LangGraph tasks), so one call is an `invoke`
-  (sync facade) or `ainvoke` (async facade) of a graph `START → tools → END` compiled with an `InMemorySaver`, on a
-  new thread, whose input is an `AIMessage` with one tool call. The same graph with LangGraph's own `ToolNode` is
-  timed too and subtracted. The governed node proposes with an idempotency key: looking it up in `propose` is
-  part of what it adds.
+  (async facade). The CLI runs the tool, and nothing of the SDK's runs between the callbacks in this process;
+- LangGraph: `GovernedToolNode` runs only inside a graph, so one call is an `invoke` (sync facade) or `ainvoke`
+  (async facade) of a graph `START → tools → END` compiled with an `InMemorySaver`, on a new thread, whose input is
+  an `AIMessage` with one tool call.
+
+The MCP proxy, the OpenAI SDK's calls and the graphs run inside a framework's runtime, and a propose + settle made
+inside it costs more than the bare one: the runtime's own work (a graph's checkpoint writes on a background thread
+or task, the MCP session's reader and writer tasks) runs in the gaps the database calls leave, and the calls wait
+for it. Any governance made inside the runtime pays that, so those adapters are compared with the same runtime
+governed by hand, in the most direct way: a pass-through MCP server whose handler proposes, forwards and settles; a
+plain function tool whose body proposes, runs and settles; a graph node that proposes, runs the call through a
+`ToolNode` and settles, with the idempotency key `GovernedToolNode` sends (governance written by hand for LangGraph
+needs it: the graph runs a node again when it resumes). The same runtime ungoverned (a pass-through MCP server, the
+plain tool, the graph with LangGraph's `ToolNode`) is timed too, to show what governing inside it costs
+(`in_runtime_ms`: by hand - ungoverned) and the adapter's call over the bare one (`over_bare_ms`: governed -
+ungoverned - bare).
 
 Each variant proposes in a session of its own (a budget that cannot run out; the policy sets no concurrency limit),
 except the MCP proxy, which opens one itself at the MCP handshake (without a budget limit). The databases commit
@@ -34,10 +41,10 @@ own database): every variant makes the same commits, and the milliseconds of jit
 difference of a fraction of one. After a warm-up, each round makes one call of every variant, in an order rotated by
 one each round and balanced so that each variant follows each other one equally often (`round_order`): drift, other
 processes, the garbage collector and what one call leaves to the next hit all variants alike. A call is timed with
-`time.perf_counter_ns` around the entry point only. Overhead = the median over rounds of (adapter - ungoverned
-runtime - bare) in the same round, with a distribution-free 95 % confidence interval; met or missed is the median's
-verdict. Afterwards every session's log must hold one allowed proposal and one succeeded settlement per call, or the
-row fails.
+`time.perf_counter_ns` around the entry point only. Overhead = the median over rounds of (adapter - by hand) in the
+same round for an adapter inside a runtime, of (adapter - bare) for the others, with a distribution-free 95 %
+confidence interval; met or missed is the median's verdict. Afterwards every governed session's log must hold one
+allowed proposal and one succeeded settlement per call, or the row fails.
 """
 
 from __future__ import annotations
@@ -95,8 +102,9 @@ class AdapterSpec:
     """What one timed call is."""
     facade: Facade
     build: Callable[[AsyncExitStack, Planes], Awaitable[Variants]]
-    ungoverned: bool = False
-    """The framework's runtime is timed around the adapter: the same runtime, ungoverned, is subtracted."""
+    runtime: bool = False
+    """The framework's runtime is timed around the adapter: the same runtime governed by hand is subtracted (and
+    the same runtime ungoverned is timed, to show what governing inside it costs)."""
 
     @property
     def bare(self) -> str:
@@ -106,15 +114,28 @@ class AdapterSpec:
 SPECS = (
     AdapterSpec("tool_gate", "ToolGate", "check → tool → settle", "sync", core_calls),
     AdapterSpec("tool_gate_async", "ToolGate", "acheck → tool → asettle", "async", core_calls),
-    AdapterSpec("mcp_proxy", "MCP proxy", "tools/call over in-memory MCP", "async", mcp_calls, True),
-    AdapterSpec("openai_agents", "OpenAI SDK", "needs_approval → guardrail → tool", "async", openai_agents_calls, True),
+    AdapterSpec("mcp_proxy", "MCP proxy", "tools/call over in-memory MCP", "async", mcp_calls, runtime=True),
+    AdapterSpec(
+        "openai_agents", "OpenAI SDK", "needs_approval → guardrail → tool", "async", openai_agents_calls, runtime=True
+    ),
     AdapterSpec("claude_hooks", "Claude SDK", "PreToolUse → tool → PostToolUse", "async", claude_agent_sdk_calls),
     AdapterSpec(
         "claude_can_use_tool", "Claude SDK", "can_use_tool → tool → PostToolUse", "async", claude_agent_sdk_calls
     ),
-    AdapterSpec("langgraph", "LangGraph", "graph.invoke, GovernedToolNode", "sync", langgraph_calls, True),
-    AdapterSpec("langgraph_async", "LangGraph", "graph.ainvoke, GovernedToolNode", "async", langgraph_calls, True),
+    AdapterSpec("langgraph", "LangGraph", "graph.invoke, GovernedToolNode", "sync", langgraph_calls, runtime=True),
+    AdapterSpec(
+        "langgraph_async", "LangGraph", "graph.ainvoke, GovernedToolNode", "async", langgraph_calls, runtime=True
+    ),
 )
+
+
+def _median_ms(samples: Sequence[int]) -> float:
+    return statistics.median(samples) / 1e6
+
+
+def _differences(minuend: Sequence[int], *subtrahends: Sequence[int]) -> list[float]:
+    """Per round, in ms: the first variant's time less the others' (samples are ns, one per round each)."""
+    return [(first - sum(rest)) / 1e6 for first, *rest in zip(minuend, *subtrahends, strict=True)]
 
 
 def _pct(values: Sequence[float], q: float) -> float:
@@ -139,12 +160,17 @@ class AdapterRow:
     calls: int = 0
     bare_ms: float = 0.0
     ungoverned_ms: float | None = None
+    by_hand_ms: float | None = None
     governed_ms: float = 0.0
     overhead_ms: float = 0.0
     overhead_p25_ms: float = 0.0
     overhead_p75_ms: float = 0.0
     overhead_ci95_ms: tuple[float, float] = (0.0, 0.0)
     """How far off the median overhead may be: its 95 % confidence interval."""
+    in_runtime_ms: float | None = None
+    """What governing by hand adds to the framework's runtime: median over rounds of (by hand - ungoverned)."""
+    over_bare_ms: float | None = None
+    """The adapter's call less the ungoverned runtime and the bare call: median of (governed - ungoverned - bare)."""
     proposed: int = 0
     """Allowed proposals in the adapter's session, warm-up included, as its event log holds them."""
     settled: int = 0
@@ -158,14 +184,23 @@ class AdapterRow:
     def target_met(self) -> bool | None:
         return None if self.problem is not None else self.overhead_ms <= TARGET_OVERHEAD_MS
 
-    def record(self, adapter: Variant, bare: Variant, ungoverned: Variant | None) -> None:
-        """The medians, and the overhead: in each round, adapter - ungoverned runtime - bare."""
-        runtime = ungoverned.samples if ungoverned is not None else [0] * len(adapter.samples)
-        overheads = [(a - u - b) / 1e6 for a, u, b in zip(adapter.samples, runtime, bare.samples, strict=True)]
+    def record(self, adapter: Variant, bare: Variant, runtime: tuple[Variant, Variant] | None) -> None:
+        """The medians, and the overhead: in each round, adapter - by hand (in a runtime), or adapter - bare.
+
+        `runtime` is the (ungoverned, by hand) pair of variants of a row whose adapter runs inside a framework.
+        """
         self.calls = len(adapter.samples)
-        self.bare_ms = statistics.median(bare.samples) / 1e6
-        self.governed_ms = statistics.median(adapter.samples) / 1e6
-        self.ungoverned_ms = None if ungoverned is None else statistics.median(ungoverned.samples) / 1e6
+        self.bare_ms = _median_ms(bare.samples)
+        self.governed_ms = _median_ms(adapter.samples)
+        if runtime is None:
+            overheads = _differences(adapter.samples, bare.samples)
+        else:
+            ungoverned, by_hand = runtime
+            overheads = _differences(adapter.samples, by_hand.samples)
+            self.ungoverned_ms, self.by_hand_ms = _median_ms(ungoverned.samples), _median_ms(by_hand.samples)
+            self.in_runtime_ms = statistics.median(_differences(by_hand.samples, ungoverned.samples))
+            over_bare = _differences(adapter.samples, ungoverned.samples, bare.samples)
+            self.over_bare_ms = statistics.median(over_bare)
         self.overhead_ms = statistics.median(overheads)
         self.overhead_p25_ms, self.overhead_p75_ms = _pct(overheads, 0.25), _pct(overheads, 0.75)
         self.overhead_ci95_ms = median_ci95(overheads)
@@ -186,14 +221,21 @@ class AdapterRow:
                 "proposed": self.proposed,
                 "settled": self.settled,
                 "bare_ms": round(self.bare_ms, 4),
-                "ungoverned_ms": None if self.ungoverned_ms is None else round(self.ungoverned_ms, 4),
+                "ungoverned_ms": _rounded(self.ungoverned_ms),
+                "by_hand_ms": _rounded(self.by_hand_ms),
                 "governed_ms": round(self.governed_ms, 4),
                 "overhead_ms": round(self.overhead_ms, 4),
                 "overhead_p25_ms": round(self.overhead_p25_ms, 4),
                 "overhead_p75_ms": round(self.overhead_p75_ms, 4),
                 "overhead_ci95_ms": [round(x, 4) for x in self.overhead_ci95_ms],
+                "in_runtime_ms": _rounded(self.in_runtime_ms),
+                "over_bare_ms": _rounded(self.over_bare_ms),
             }
         return out | {"target_met": self.target_met}
+
+
+def _rounded(ms: float | None) -> float | None:
+    return None if ms is None else round(ms, 4)
 
 
 @dataclass(slots=True)
@@ -301,10 +343,12 @@ async def _measure(
                 row.problem = unbuilt[spec.build.__name__]
                 continue
             adapter, bare = variants[spec.name], variants[spec.bare]
-            ungoverned = variants[f"{spec.name}/ungoverned"] if spec.ungoverned else None
-            row.problem = next((v.problem for v in (adapter, bare, ungoverned) if v and v.problem), None)
+            runtime = None
+            if spec.runtime:
+                runtime = variants[f"{spec.name}/ungoverned"], variants[f"{spec.name}/by_hand"]
+            row.problem = next((v.problem for v in (adapter, bare, *(runtime or ())) if v.problem), None)
             if row.problem is None:
-                row.record(adapter, bare, ungoverned)
+                row.record(adapter, bare, runtime)
                 row.proposed, row.settled = logged[spec.name]
         sessions = {v.name: v.session_id for v in variants.values() if v.session_id is not None}
     return AdapterRun(rows, sessions)
@@ -392,7 +436,11 @@ def adapters_json(rows: Sequence[AdapterRow], rounds: int) -> dict[str, Any]:
         "rounds": rounds,
         "warm_up_rounds": WARM_UP_ROUNDS,
         "bare": "propose → tool → settle on the facade the adapter uses (sync or async)",
-        "overhead": "median over rounds of (adapter - ungoverned framework runtime - bare) in the same round",
+        "by_hand": "the adapter's framework runtime with the tool proposed and settled by hand around it",
+        "overhead": "median over rounds, in the same round, of (adapter - by hand) inside a framework runtime, "
+        "else of (adapter - bare)",
+        "in_runtime": "median over rounds of (by hand - ungoverned runtime): what governing inside the runtime costs",
+        "over_bare": "median over rounds of (adapter - ungoverned runtime - bare)",
         "commits": "without waiting for the disk: SQLite synchronous=NORMAL (WAL), PostgreSQL synchronous_commit=off",
         "targets": {"overhead_ms": TARGET_OVERHEAD_MS},
         "rows": [row.as_json() for row in rows],
@@ -403,23 +451,26 @@ def adapter_table(rows: Sequence[AdapterRow]) -> Table:
     """The adapter table: per backend and adapter, the bare call, the adapter's call and the paired overhead."""
     calls = max((row.calls for row in rows), default=0)
     table = Table(
-        title="Adapter overhead per tool call, ms (over a bare propose → tool → settle, paired in each round)",
+        title="Adapter overhead per tool call, ms (over the same propose → tool → settle, paired in each round)",
         caption=(
             f"{calls:,} timed rounds per backend after {WARM_UP_ROUNDS} warm-up rounds; a round makes one call of "
             "every variant, in a rotated order balanced for which call follows which, each an allowed call of a "
             "trivial tool with a cost, in a session of its own. bare = propose → tool → settle on the facade the "
             "adapter uses: ControlPlaneFacade (sync) or AsyncControlPlaneFacade (async). "
-            "ungoverned = the same framework runtime, the tool not governed: a pass-through MCP server; the OpenAI "
-            "SDK's calls on the plain tool; the graph with LangGraph's ToolNode. governed = the adapter's call. "
-            "overhead = median over rounds of (governed - ungoverned - bare) in the same round, judged against the "
-            "target; 95% CI = its confidence interval (order statistics; the JSON also has the differences' p25 "
-            "and p75). "
-            "MCP: Client.call_tool over the SDK's in-memory transport, the proxy forwarding to an in-memory upstream. "
+            "ungoverned = the adapter's framework runtime, the tool not governed: a pass-through MCP server; the "
+            "OpenAI SDK's calls on a plain tool; the graph with LangGraph's ToolNode. by hand = the same runtime with "
+            "propose and settle written around the tool (in the MCP server's handler, the tool's body, a graph node "
+            "proposing with GovernedToolNode's idempotency key). governed = the adapter's call. "
+            "overhead = median over rounds of (governed - by hand) in the same round, or of (governed - bare) where "
+            "there is no runtime, judged against the target; 95% CI = its confidence interval (order statistics; "
+            "the JSON also has the differences' p25 and p75, what governing costs inside the runtime, by hand - "
+            "ungoverned, and governed - ungoverned - bare). "
+            "MCP: Client.call_tool over the SDK's in-memory transport, forwarded to an in-memory upstream. "
             "OpenAI: the tool's needs_approval, its tool input guardrails and invoke_function_tool, as the runner "
             "calls them. Claude: the callbacks ClaudeAgentOptions registers, called as the SDK's control protocol "
-            "does. LangGraph: one (a)invoke of START → tools → END with an InMemorySaver, a new thread per call (the "
-            "governed node's idempotency-key lookup counts as overhead). Commits do not wait for the disk (SQLite "
-            "synchronous=NORMAL, PostgreSQL synchronous_commit=off): all variants make the same commits."
+            "does. LangGraph: one (a)invoke of START → tools → END with an InMemorySaver, a new thread per call. "
+            "Commits do not wait for the disk (SQLite synchronous=NORMAL, PostgreSQL synchronous_commit=off): all "
+            "variants make the same commits."
         ),
     )
     target = f"≤ {TARGET_OVERHEAD_MS:g} ms"
@@ -430,6 +481,7 @@ def adapter_table(rows: Sequence[AdapterRow]) -> Table:
         ("facade", "left"),
         ("bare", "right"),
         ("ungoverned", "right"),
+        ("by hand", "right"),
         ("governed", "right"),
         ("overhead", "right"),
         ("95% CI", "right"),
@@ -440,12 +492,14 @@ def adapter_table(rows: Sequence[AdapterRow]) -> Table:
         spec = row.spec
         head = [row.config, spec.adapter, spec.call, spec.facade]
         if row.problem is not None:
-            table.add_row(*head, f"[yellow]{row.problem}[/]", "", "", "", "", "")
+            # The cause is in the summary line, which no narrow column cuts short.
+            table.add_row(*head, f"[yellow]{row.problem.split(':')[0]}[/]", *[""] * 6)
             continue
         table.add_row(
             *head,
             f"{row.bare_ms:.3f}",
             "—" if row.ungoverned_ms is None else f"{row.ungoverned_ms:.3f}",
+            "—" if row.by_hand_ms is None else f"{row.by_hand_ms:.3f}",
             f"{row.governed_ms:.3f}",
             f"{row.overhead_ms:.3f}",
             "{:.2f}..{:.2f}".format(*row.overhead_ci95_ms),
@@ -457,12 +511,13 @@ def adapter_table(rows: Sequence[AdapterRow]) -> Table:
 def adapter_summary(rows: Sequence[AdapterRow]) -> str:
     """One line: each measured adapter's overhead and whether it met the target."""
     measured = [row for row in rows if row.problem is None]
+    unmeasured = "; ".join(f"{row.config} {row.spec.name}: {row.problem}" for row in rows if row.problem is not None)
     if not measured:
-        return "adapter overhead: nothing was measured"
+        return "adapter overhead: nothing was measured" + (f" ({unmeasured})" if unmeasured else "")
     met = sum(1 for row in measured if row.target_met)
     parts = [
         f"{row.config} {row.spec.name} {row.overhead_ms:.3f} ms {'met' if row.target_met else 'missed'}"
         for row in measured
     ]
     head = f"adapter overhead (target ≤ {TARGET_OVERHEAD_MS:g} ms per call): met by {met} of {len(measured)} rows"
-    return f"{head}: " + "; ".join(parts)
+    return f"{head}: " + "; ".join(parts) + (f". Not measured: {unmeasured}" if unmeasured else "")
