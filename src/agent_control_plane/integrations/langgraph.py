@@ -216,7 +216,7 @@ class GovernedToolNode(RunnableLambda[Any, Any]):
             return {self.messages_key: outputs}
         return [output if isinstance(output, Command) else {self.messages_key: [output]} for output in outputs]
 
-    # tasks: what runs at most once per call, kept by the checkpointer ------------------------------------------
+    # a call's steps: each runs at most once per call (in a task, kept by the checkpointer, among several calls) -
     def _govern_call(self, call: ToolCall, key: str | None, *, reread_ticket: bool = True) -> _Step:
         if call["name"] not in self.tool_node.tools_by_name:
             return _done(self._execute(call))  # ToolNode's own "not a valid tool" message; nothing to govern
