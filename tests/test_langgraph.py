@@ -224,7 +224,9 @@ def test_a_tool_that_pauses_the_graph_itself_runs_under_its_one_proposal_when_re
 
     assert tool_messages(result)["c1"].content == "deployed to staging (yes)"
     reads = ["read_file README.md"] if others else []
-    assert ran(ledger) == [*reads, "asked deploy staging", "asked deploy staging", "deploy staging yes"]
+    deploys = ["asked deploy staging", "asked deploy staging", "deploy staging yes"]
+    assert [line for line in ran(ledger) if "deploy" in line] == deploys
+    assert sorted(ran(ledger)) == sorted([*reads, *deploys])  # the calls' tasks run concurrently: in either order
     decided = [f.payload["action"] for f in plane.replay(sid) if f.kind == "proposal.decided"]
     assert decided == ["read_file"] * len(others) + ["deploy"]  # the re-run proposed nothing again
     settled = [f.payload for f in plane.replay(sid) if f.kind == "proposal.settled"]
@@ -251,7 +253,8 @@ def test_an_approved_tool_that_then_asks_the_user_gets_the_users_answer_not_the_
     assert tool_messages(result)["c1"].content == "sent to ops@example.com (yes)"
     reads = ["read_file README.md"] if others else []
     emails = ["asked send_email ops@example.com", "asked send_email ops@example.com", "send_email ops@example.com yes"]
-    assert ran(ledger) == [*reads, *emails]
+    assert [line for line in ran(ledger) if "send_email" in line] == emails
+    assert sorted(ran(ledger)) == sorted([*reads, *emails])
     assert plane.get_ticket(ticket).status is TicketStatus.CONSUMED
     settled = [f.payload for f in plane.replay(sid) if f.kind == "proposal.settled"]
     assert [s["outcome"] for s in settled] == ["succeeded"] * (len(others) + 1)
