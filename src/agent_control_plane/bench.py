@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             "Measure governed actions per second (propose + settle through ControlPlaneFacade) and recorded token "
             "usage per second (record_usage through the sync tracker) on SQLite and PostgreSQL, each against the "
             "limit: the same SQL statements replayed with the raw driver; decision latency against Cedar; the "
-            "approval round trip; and each framework adapter's overhead per tool call over a bare propose + settle."
+            "approval round trip; and each framework adapter's overhead per tool call over the propose + settle it "
+            "makes (inside a framework's runtime, over the same runtime with propose and settle written by hand)."
         ),
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each run (default 3)")

@@ -79,8 +79,9 @@ def _timed(call: Callable[[int], Awaitable[object]]) -> Timer:
 
 
 @dataclass(frozen=True, slots=True)
-class ByHand:
-    """Governance written by hand inside a framework's runtime: a plain propose before the tool, settle after."""
+class Plain:
+    """A plain propose before the tool and settle after, in one session: the bare call, and governance written by
+    hand inside a framework's runtime."""
 
     plane: AsyncControlPlaneFacade | ControlPlaneFacade
     session_id: str
@@ -90,7 +91,7 @@ class ByHand:
         decision = self.plane.propose(
             self.session_id, TOOL, args=dict(args), cost=COST, agent_id=AGENT, idempotency_key=key
         )
-        expect("the by-hand propose", decision.allowed, True)
+        expect("a plain propose", decision.allowed, True)
         return decision.proposal_id
 
     def settle(self, proposal_id: str, output: str) -> None:
@@ -102,7 +103,7 @@ class ByHand:
         decision = await self.plane.propose(
             self.session_id, TOOL, args=dict(args), cost=COST, agent_id=AGENT, idempotency_key=key
         )
-        expect("the by-hand propose", decision.allowed, True)
+        expect("a plain propose", decision.allowed, True)
         return decision.proposal_id
 
     async def asettle(self, proposal_id: str, output: str) -> None:
@@ -129,24 +130,19 @@ class Planes:
         plane = self.sync if facade == "sync" else self.aio
         return ToolGate(plane, self.session(name), agent_id=AGENT, cost_of=_cost)
 
-    def by_hand(self, facade: Facade, name: str) -> ByHand:
-        return ByHand(self.sync if facade == "sync" else self.aio, self.session(f"{name}/by_hand"))
+    def plain(self, facade: Facade, name: str) -> Plain:
+        return Plain(self.sync if facade == "sync" else self.aio, self.session(name))
 
 
 async def core_calls(stack: AsyncExitStack, planes: Planes) -> Variants:
     """The bare propose + settle on each facade, and ToolGate on each."""
-    sync, aio = planes.sync, planes.aio
-    bare_sync, bare_async = planes.session("bare/sync"), planes.session("bare/async")
+    bare_sync, bare_async = planes.plain("sync", "bare/sync"), planes.plain("async", "bare/async")
 
     def bare(n: int) -> None:
-        decision = sync.propose(bare_sync, TOOL, args={"n": n}, cost=COST, agent_id=AGENT)
-        expect("the bare propose", decision.allowed, True)
-        sync.settle(decision.proposal_id, result={"output": run_tool(n)})
+        bare_sync.settle(bare_sync.propose({"n": n}), run_tool(n))
 
     async def abare(n: int) -> None:
-        decision = await aio.propose(bare_async, TOOL, args={"n": n}, cost=COST, agent_id=AGENT)
-        expect("the bare propose", decision.allowed, True)
-        await aio.settle(decision.proposal_id, result={"output": await arun_tool(n)})
+        await bare_async.asettle(await bare_async.apropose({"n": n}), await arun_tool(n))
 
     gate, agate = planes.gate("sync", "tool_gate"), planes.gate("async", "tool_gate_async")
 
@@ -161,8 +157,8 @@ async def core_calls(stack: AsyncExitStack, planes: Planes) -> Variants:
         await agate.asettle(result, output=await arun_tool(n))
 
     return {
-        "bare/sync": Variant("bare/sync", _timed_sync(bare), bare_sync),
-        "bare/async": Variant("bare/async", _timed(abare), bare_async),
+        "bare/sync": Variant("bare/sync", _timed_sync(bare), bare_sync.session_id),
+        "bare/async": Variant("bare/async", _timed(abare), bare_async.session_id),
         "tool_gate": Variant("tool_gate", _timed_sync(check), gate.session_id),
         "tool_gate_async": Variant("tool_gate_async", _timed(acheck), agate.session_id),
     }
@@ -201,7 +197,7 @@ async def mcp_calls(stack: AsyncExitStack, planes: Planes) -> Variants:
     async def forward(ctx: Context, params: types.CallToolRequestParams) -> types.CallToolResult:
         return await upstream.call_tool(params.name, params.arguments or {})
 
-    hand = planes.by_hand("async", "mcp_proxy")
+    hand = planes.plain("async", "mcp_proxy/by_hand")
 
     async def forward_by_hand(ctx: Context, params: types.CallToolRequestParams) -> types.CallToolResult:
         proposal_id = await hand.apropose(params.arguments or {})
@@ -254,7 +250,7 @@ async def openai_agents_calls(stack: AsyncExitStack, planes: Planes) -> Variants
     gate = planes.gate("async", "openai_agents")
     governed_tool = OpenAIAgentsGovernor(gate).function_tool(arun_tool, name_override=TOOL)
     plain_tool = function_tool(arun_tool, name_override=TOOL)
-    hand = planes.by_hand("async", "openai_agents")
+    hand = planes.plain("async", "openai_agents/by_hand")
 
     async def governed_by_hand(n: int) -> str:
         """`run_tool`, proposed and settled by hand."""
@@ -409,12 +405,12 @@ async def langgraph_calls(stack: AsyncExitStack, planes: Planes) -> Variants:
         variants[name] = variant(name, facade, GovernedToolNode([tool], gate), gate.session_id)
         plain = ToolNode([tool], handle_tool_errors=True)  # as GovernedToolNode builds its own
         variants[f"{name}/ungoverned"] = variant(f"{name}/ungoverned", facade, plain, None)
-        hand = planes.by_hand(facade, name)
+        hand = planes.plain(facade, f"{name}/by_hand")
         variants[f"{name}/by_hand"] = variant(f"{name}/by_hand", facade, by_hand_node(hand, plain), hand.session_id)
     return variants
 
 
-def by_hand_node(hand: ByHand, tools: Any) -> Any:
+def by_hand_node(hand: Plain, tools: Any) -> Any:
     """A graph node that proposes the last message's one tool call, runs it through `tools`, and settles it.
 
     It proposes with the idempotency key `GovernedToolNode` sends, as governance written by hand for LangGraph
